@@ -1,0 +1,1 @@
+"""Example models written by ``python -m runtimes.examples OUT_DIR`` (no downloads)."""
