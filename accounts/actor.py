@@ -1,0 +1,113 @@
+"""Resolving **the actor** (a Membership) of a request, and the middleware that sets it."""
+
+from __future__ import annotations
+
+from django.shortcuts import redirect, render
+from django.urls import reverse
+
+from accounts.errors import ServiceRoleNotAuthorized
+
+SESSION_KEY = "ems_active_membership"
+
+
+def memberships_of(user):
+    from accounts.models import Membership
+
+    return (
+        Membership.objects.filter(user=user, status=Membership.ACCEPTED)
+        .select_related("tenant", "user")
+        .order_by("created_at", "pk")
+    )
+
+
+def resolve_actor(user, wanted_id=None):
+    """The active membership: the one the session chose, else the user's main account, else the
+    first accepted membership; None for anonymous users and users of no tenant (operators)."""
+    if user is None or not user.is_authenticated:
+        return None
+    choices = list(memberships_of(user))
+    if not choices:
+        return None
+    for membership in choices:
+        if wanted_id is not None and str(membership.pk) == str(wanted_id):
+            return membership
+    for membership in choices:
+        if membership.kind == membership.MAIN:
+            return membership
+    return choices[0]
+
+
+def set_actor(request, actor) -> None:
+    request.actor = actor
+    if getattr(request, "user", None) is not None and request.user.is_authenticated:
+        request.user._ems_actor = actor
+
+
+def is_restricted(actor) -> bool:
+    """A sub-account or collaborator with no policy and no per-object grant: login restricted."""
+    if actor is None or actor.kind == actor.MAIN:
+        return False
+    if actor.attachments.exists():
+        return False
+    from guardian.models import UserObjectPermission
+
+    return not UserObjectPermission.objects.filter(user_id=actor.user_id).exists()
+
+
+# Paths a restricted member may still open (names in the "accounts" namespace).
+RESTRICTED_ALLOWED = {
+    "restricted",
+    "logout",
+    "login",
+    "switch-tenant",
+    "password-reset",
+    "password-reset-done",
+    "password-reset-confirm",
+    "password-reset-complete",
+    "signup",
+    "invitation-accept",
+}
+
+
+class ActorMiddleware:
+    """Sets ``request.actor``; sends a restricted member's page views (every app's pages, not
+    the API or the admin) to the restricted page;
+    turns ``ServiceRoleNotAuthorized`` from a page into a message linking to the authorize page."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        session = getattr(request, "session", None)
+        wanted = session.get(SESSION_KEY) if session is not None else None
+        set_actor(request, resolve_actor(getattr(request, "user", None), wanted))
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        actor = getattr(request, "actor", None)
+        if actor is None or actor.kind == actor.MAIN:
+            return None
+        match = request.resolver_match
+        if match is None or request.path.startswith("/api/") or match.url_name == "home":
+            return None
+        if {"admin", "tenant_admin"} & set(match.namespaces):
+            return None
+        if "accounts" in match.namespaces and match.url_name in RESTRICTED_ALLOWED:
+            return None
+        if match.url_name in {"healthz", "schema", "swagger-ui"}:
+            return None
+        if is_restricted(actor):
+            return redirect(reverse("accounts:restricted"))
+        return None
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, ServiceRoleNotAuthorized):
+            if request.path.startswith("/api/"):
+                return None
+            return render(
+                request,
+                "accounts/service_role_required.html",
+                {"error": exception, "authorize_url": exception.authorize_url},
+                status=403,
+            )
+        return None

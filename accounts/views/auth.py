@@ -1,0 +1,142 @@
+"""Sign-up, login, logout, dashboard, tenant switcher, service role, restricted page, keys."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import login as auth_login
+from django.contrib.auth import logout as auth_logout
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from accounts import authz, selectors, service_role, services
+from accounts.actor import SESSION_KEY, is_restricted, memberships_of
+from accounts.forms import ApiKeyForm, LoginForm, SignupForm, apply_errors
+from accounts.models import SERVICE_ROLE_NAME
+from accounts.views import page
+
+
+@page("GET", "POST", login=False)
+def signup(request):
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            member = services.signup(**form.cleaned_data)
+        except ValidationError as exc:
+            apply_errors(form, exc)
+        else:
+            auth_login(request, member.user, backend="accounts.backends.EmsBackend")
+            request.session[SESSION_KEY] = member.pk
+            messages.success(request, f"Welcome! Your app id is {member.tenant.app_id}.")
+            return redirect("accounts:service-role")
+    return render(request, "accounts/signup.html", {"form": form})
+
+
+@page("GET", "POST", login=False)
+def login(request):
+    form = LoginForm(request, request.POST or None)
+    next_url = request.POST.get("next") or request.GET.get("next") or ""
+    if request.method == "POST" and form.is_valid():
+        auth_login(request, form.user)
+        if not url_has_allowed_host_and_scheme(next_url, {request.get_host()}):
+            next_url = ""
+        return redirect(next_url or "accounts:dashboard")
+    return render(request, "accounts/login.html", {"form": form, "next": next_url})
+
+
+@page("POST", login=False)
+def logout(request):
+    auth_logout(request)
+    return redirect("home")
+
+
+@page("GET")
+def dashboard(request):
+    actor = request.actor
+    if actor is None:
+        return render(request, "accounts/dashboard.html", {"memberships": []})
+    if is_restricted(actor):
+        return redirect("accounts:restricted")
+    authorized = service_role.is_authorized(actor.tenant)
+    if not authorized and actor.kind == actor.MAIN:
+        return redirect("accounts:service-role")
+    return render(
+        request,
+        "accounts/dashboard.html",
+        {
+            "memberships": memberships_of(request.user),
+            "authorized": authorized,
+            "policies": [name for name, _ in authz.attached_policies(actor)],
+        },
+    )
+
+
+@page("POST")
+def switch_tenant(request):
+    wanted = request.POST.get("membership", "")
+    member = get_object_or_404(memberships_of(request.user), pk=wanted if wanted.isdigit() else 0)
+    request.session[SESSION_KEY] = member.pk
+    messages.info(request, f"Now working in {member.tenant}.")
+    return redirect("accounts:dashboard")
+
+
+@page("GET")
+def restricted(request):
+    return render(request, "accounts/restricted.html", {"preset": "EMSFullAccess"})
+
+
+@page("GET", "POST")
+def service_role_page(request):
+    actor = request.actor
+    if actor is None:
+        return redirect("accounts:dashboard")
+    role_resource = authz.resource_name(actor.tenant, "role", SERVICE_ROLE_NAME)
+    may_authorize = authz.is_allowed(actor, "accounts:AuthorizeServiceRole", role_resource)
+    may_revoke = authz.is_allowed(actor, "accounts:RevokeServiceRole", role_resource)
+    if request.method == "POST":
+        try:
+            if request.POST.get("op") == "revoke":
+                services.service_role_revoke(actor=actor)
+                messages.info(request, "Service role revoked: new deploys are refused.")
+            else:
+                services.service_role_authorize(actor=actor)
+                messages.success(request, f"{SERVICE_ROLE_NAME} authorized.")
+        except PermissionDenied:
+            messages.error(
+                request,
+                "You may not do this: ask your main account (or for the EMSAuthorizeRole policy).",
+            )
+        except ValidationError as exc:
+            messages.error(request, "; ".join(exc.messages))
+        return redirect("accounts:service-role")
+    return render(
+        request,
+        "accounts/service_role.html",
+        {
+            "current": service_role.current_authorization(actor.tenant),
+            "may_authorize": may_authorize,
+            "may_revoke": may_revoke,
+            "role": SERVICE_ROLE_NAME,
+        },
+    )
+
+
+@page("GET", "POST")
+def api_keys(request):
+    actor = request.actor
+    form = ApiKeyForm(request.POST or None)
+    created = None
+    try:
+        if request.method == "POST" and request.POST.get("revoke"):
+            key = get_object_or_404(selectors.api_keys(actor=actor), pk=request.POST["revoke"])
+            services.api_key_revoke(actor=actor, api_key=key)
+            messages.info(request, f"Key {key.name} revoked.")
+            return redirect("accounts:api-keys")
+        if request.method == "POST" and form.is_valid():
+            _, created = services.api_key_create(actor=actor, name=form.cleaned_data["name"])
+    except ValidationError as exc:
+        apply_errors(form, exc)
+    keys = selectors.api_keys(actor=actor) if actor else []
+    return render(
+        request, "accounts/api_keys.html", {"form": form, "keys": keys, "created": created}
+    )
