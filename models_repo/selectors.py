@@ -1,0 +1,69 @@
+"""Read queries of the model repository, always scoped to the acting membership."""
+
+from __future__ import annotations
+
+from django.db.models import Prefetch
+
+from accounts import authz
+from models_repo.models import ModelConfig, ModelConfigVersion, Region, RuntimeEnvironment
+from models_repo.storage import BucketInfo, Page
+from models_repo.storage.base import DEFAULT_PAGE_SIZE
+
+
+def regions():
+    return Region.objects.filter(is_active=True).order_by("name")
+
+
+def runtimes(*, actor, action: str = "ems:DescribeRuntimes"):
+    return RuntimeEnvironment.objects.for_actor(actor, action).order_by("tenant_id", "name")
+
+
+def model_configs(*, actor, action: str = "ems:DescribeModelConfigs"):
+    versions = ModelConfigVersion.objects.select_related("runtime").order_by("number")
+    return (
+        ModelConfig.objects.for_actor(actor, action)
+        .select_related("region", "tenant")
+        .prefetch_related(Prefetch("versions", queryset=versions))
+        .order_by("name")
+    )
+
+
+def versions(*, actor, config: ModelConfig):
+    return (
+        ModelConfigVersion.objects.for_actor(actor, "ems:DescribeModelConfigVersions")
+        .filter(config=config)
+        .select_related("runtime", "config__region", "created_by__user")
+        .order_by("number")
+    )
+
+
+def buckets(*, actor) -> list[BucketInfo]:
+    from models_repo.services import bucket_resource, tenant_storage
+
+    authz.check(actor, "storage:ListBuckets", bucket_resource(actor.tenant, "*"))
+    return tenant_storage(actor.tenant).list_buckets()
+
+
+def bucket_info(*, actor, bucket: str, action: str = "storage:ListObjects") -> BucketInfo:
+    """The tenant's bucket; raises ``AccessRefused``/``NotFound`` for any other name."""
+    from models_repo.services import bucket_resource, tenant_storage
+
+    authz.check(actor, action, bucket_resource(actor.tenant, bucket))
+    return tenant_storage(actor.tenant).bucket_info(bucket)
+
+
+def bucket_objects(
+    *,
+    actor,
+    bucket: str,
+    prefix: str = "",
+    token: str | None = None,
+    page_size: int = DEFAULT_PAGE_SIZE,
+) -> Page:
+    """One page of a folder: raises ``AccessRefused``/``NotFound`` for buckets not the tenant's."""
+    from models_repo.services import bucket_resource, tenant_storage
+
+    authz.check(actor, "storage:ListObjects", bucket_resource(actor.tenant, bucket))
+    storage = tenant_storage(actor.tenant)
+    storage.bucket_info(bucket)
+    return storage.list_folder(bucket, prefix, page_size=page_size, token=token)
