@@ -1,0 +1,226 @@
+"""The gateway's state: the applied route table, balancing, forwarding and its counters."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from bisect import bisect_left
+from typing import Any
+
+from serving.gateway.upstream import IDLE_SECONDS, Upstream
+from serving.tokens import check_token
+
+# Headers never forwarded either way (RFC 9110 §7.6.1), plus the ones we always rewrite.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"expect",
+        b"host",
+        b"content-length",
+        b"x-auth-token",
+    }
+)
+RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server"}
+LATENCY_BUCKETS = (
+    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0, 30.0, 60.0,
+)  # fmt: skip
+RETRY_AFTER = b"1"
+HIST = "ems_gateway_request_duration_seconds"
+
+
+class Response(Exception):
+    """A response the gateway answers itself: ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str, headers: tuple = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = json.dumps({"error": message}).encode()
+        self.headers = headers
+
+
+class Service:
+    """One applied route, compiled for the hot path."""
+
+    __slots__ = ("auth", "generation", "healthy", "id", "instances", "not_after", "rr", "tokens")
+
+    def __init__(self, route: dict[str, Any], upstreams: dict[tuple[str, str], Upstream]) -> None:
+        self.id = route["service_id"]
+        self.generation = int(route.get("generation", 0))
+        self.auth = bool(route.get("auth"))
+        self.tokens = tuple(route.get("token_sha256", ()))
+        self.not_after = dict(route.get("token_not_after") or {})
+        self.instances: list[Upstream] = []
+        self.healthy: list[Upstream] = []
+        self.rr = 0
+        for inst in route.get("instances", ()):
+            key = (inst["id"], inst["url"])
+            up = upstreams.get(key)
+            if up is None:
+                up = upstreams[key] = Upstream(inst["id"], inst["url"])
+            self.instances.append(up)
+            if inst.get("state") == "healthy":
+                self.healthy.append(up)
+
+    def pick(self, exclude: Upstream | None = None) -> Upstream | None:
+        """Least outstanding requests; ties go round-robin; recently refused ones last."""
+        healthy = self.healthy
+        n = len(healthy)
+        if n == 1:
+            up = healthy[0]
+            return None if up is exclude else up
+        best, best_key = None, None
+        now = time.monotonic()
+        self.rr = start = (self.rr + 1) % n if n else 0
+        for i in range(n):
+            up = healthy[(start + i) % n]
+            if up is exclude:
+                continue
+            key = (up.down_until > now, up.inflight)
+            if best_key is None or key < best_key:
+                best, best_key = up, key
+        return best
+
+
+class Stats:
+    """Requests by status and a latency histogram, for one service."""
+
+    __slots__ = ("buckets", "by_status", "count", "sum")
+
+    def __init__(self) -> None:
+        self.by_status: dict[int, int] = {}
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+
+class Gateway:
+    """Everything the protocol objects share: routes, upstreams, counters, settings."""
+
+    def __init__(
+        self, *, domain: str, max_body: int, upstream_timeout: float, gateway_id: str
+    ) -> None:
+        self.domain_suffix = ("." + domain.strip(".").lower()).encode() if domain else b""
+        self.max_body = max_body
+        self.upstream_timeout = upstream_timeout
+        self.gateway_id = gateway_id
+        self.services: dict[str, Service] = {}
+        self.upstreams: dict[tuple[str, str], Upstream] = {}
+        self.generation = 0
+        self.synced = False  # the first full route table is applied
+        self.reported = False  # ... and reported, so the control plane can see this gateway
+        self.changed = threading.Event()  # wakes the reporter thread
+        self.stats: dict[str, Stats] = {}
+        self.client_inflight = 0
+        self.loop: Any = None  # the event loop, set by serve()
+        self.clients: set = set()  # open client connections (protocol objects)
+        self.admin_separate = False  # /metrics and /-/* only on the admin listener
+
+    # ---- routes (called on the event loop by the watcher thread) ----
+    def apply(self, changes: dict[str, dict | None], generation: int, full: bool) -> None:
+        services = {} if full else dict(self.services)
+        for sid, route in changes.items():
+            if route is None:
+                services.pop(sid, None)
+            else:
+                services[sid] = Service(route, self.upstreams)
+        self.services = services
+        self.generation = max(self.generation, generation) if not full else generation
+        self.synced = True
+        self.changed.set()
+        self.collect()
+
+    def collect(self) -> None:
+        """Forget upstreams no route references once their in-flight requests finished."""
+        used = {id(u) for s in self.services.values() for u in s.instances}
+        idle_since = time.monotonic() - IDLE_SECONDS
+        for key, up in list(self.upstreams.items()):
+            if id(up) not in used and up.inflight == 0:
+                up.close()
+                del self.upstreams[key]
+            else:
+                up.close_idle(idle_since)
+
+    def inflight(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for up in list(self.upstreams.values()):
+            if up.inflight:
+                out[up.id] = out.get(up.id, 0) + up.inflight
+        return out
+
+    # ---- the hot path ----
+    def resolve(self, host: bytes | None, path: bytes) -> tuple[Service, bytes]:
+        """(service, path to forward) from the Host header or the first path segment."""
+        sid = None
+        if host and self.domain_suffix:
+            name = host.split(b":", 1)[0].lower()
+            if name.endswith(self.domain_suffix):
+                sid = name[: -len(self.domain_suffix)].decode("ascii", "replace")
+                rest = path
+        if sid is None:
+            first, sep, rest = path[1:].partition(b"/")
+            sid = first.decode("ascii", "replace")
+            rest = b"/" + rest if sep else b""
+        svc = self.services.get(sid)
+        if svc is None:
+            raise Response(404, f"no service {sid!r} here")
+        if not rest.startswith(b"/v1/"):
+            raise Response(404, "not found: the gateway serves /v1/models/... of each service")
+        return svc, rest
+
+    def observe(self, sid: str, status: int, seconds: float) -> None:
+        st = self.stats.get(sid)
+        if st is None:
+            st = self.stats[sid] = Stats()
+        st.by_status[status] = st.by_status.get(status, 0) + 1
+        st.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        st.sum += seconds
+        st.count += 1
+
+    def check(self, svc: Service, token: bytes | None) -> None:
+        if svc.auth and not check_token(token, svc.tokens, svc.not_after):
+            raise Response(401, "missing or wrong token (x-Auth-Token)")
+
+    # ---- its own endpoints ----
+    def metrics(self) -> bytes:
+        lines = [
+            "# HELP ems_gateway_requests_total Requests answered, by service and HTTP status.",
+            "# TYPE ems_gateway_requests_total counter",
+        ]
+        for sid, st in sorted(self.stats.items()):
+            for status, n in sorted(st.by_status.items()):
+                lines.append(f'ems_gateway_requests_total{{service="{sid}",code="{status}"}} {n}')
+        lines += [
+            "# HELP ems_gateway_request_duration_seconds Time from request to response.",
+            "# TYPE ems_gateway_request_duration_seconds histogram",
+        ]
+        for sid, st in sorted(self.stats.items()):
+            acc = 0
+            for le, n in zip((*LATENCY_BUCKETS, "+Inf"), st.buckets, strict=True):
+                acc += n
+                lines.append(f'{HIST}_bucket{{service="{sid}",le="{le}"}} {acc}')
+            lines.append(f'{HIST}_sum{{service="{sid}"}} {st.sum}')
+            lines.append(f'{HIST}_count{{service="{sid}"}} {st.count}')
+        lines += [
+            "# HELP ems_gateway_instance_inflight Requests in flight to an instance.",
+            "# TYPE ems_gateway_instance_inflight gauge",
+        ]
+        for up in list(self.upstreams.values()):
+            lines.append(f'ems_gateway_instance_inflight{{instance="{up.id}"}} {up.inflight}')
+        lines += [
+            "# HELP ems_gateway_route_generation Route generation this gateway has applied.",
+            "# TYPE ems_gateway_route_generation gauge",
+            f"ems_gateway_route_generation {self.generation}",
+            "# TYPE ems_gateway_services gauge",
+            f"ems_gateway_services {len(self.services)}",
+        ]
+        return ("\n".join(lines) + "\n").encode()

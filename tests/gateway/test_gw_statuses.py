@@ -1,0 +1,233 @@
+"""Every status the gateway answers, tokens (other service, rotation, revoke), header hygiene."""
+
+from __future__ import annotations
+
+import time
+
+from serving.tokens import generate_token, rotate_hashes, token_sha256
+from tests.gateway.conftest import PREDICT_BODY, route
+
+PREDICT = "/v1/models/m:predict"
+
+
+def test_predict_with_token_path_and_host(store, store_url, start_gateway, start_runtime):
+    srv = start_runtime()
+    token = generate_token()
+    gen = store.publish(route("ems-aaa1", [("i1", srv.url)], [token_sha256(token)]))
+    gw = start_gateway(store_url)
+    gw.wait_generation(gen)
+    status, direct = srv.request("POST", PREDICT, PREDICT_BODY)
+    assert status == 200
+    ok = {"x-Auth-Token": token}
+    status, headers, body = gw.request("POST", "/ems-aaa1" + PREDICT, PREDICT_BODY, ok)
+    assert (status, body) == (200, direct)
+    assert headers["content-type"].startswith("application/json")
+    status, _, body = gw.request("POST", PREDICT, PREDICT_BODY, ok, host="ems-aaa1.ems.localhost")
+    assert (status, body) == (200, direct)
+    status, _, body = gw.request("GET", "/ems-aaa1/v1/models/m", None, ok)
+    assert status == 200 and body["model_version_status"][0]["state"] == "AVAILABLE"
+    # counted per service in the gateway's own metrics
+    metrics = gw.request("GET", "/metrics")[2]
+    assert 'ems_gateway_requests_total{service="ems-aaa1",code="200"} 3' in metrics
+    assert 'ems_gateway_request_duration_seconds_count{service="ems-aaa1"} 3' in metrics
+
+
+def test_401_missing_wrong_and_other_services_token(store, store_url, start_gateway, start_echo):
+    url = start_echo("a")
+    token_a, token_b = generate_token(), generate_token()
+    store.publish(route("ems-a", [("i1", url)], [token_sha256(token_a)]))
+    gen = store.publish(route("ems-b", [("i2", url)], [token_sha256(token_b)]))
+    gw = start_gateway(store_url)
+    gw.wait_generation(gen)
+    for headers in ({}, {"x-Auth-Token": "nope"}, {"x-Auth-Token": token_b}):
+        status, _, body = gw.request("POST", "/ems-a" + PREDICT, PREDICT_BODY, headers)
+        assert status == 401 and "token" in body["error"]
+    assert gw.request("POST", "/ems-a" + PREDICT, {}, {"x-Auth-Token": token_a})[0] == 200
+    assert gw.request("POST", "/ems-b" + PREDICT, {}, {"X-AUTH-TOKEN": token_b})[0] == 200
+
+
+def test_auth_off_needs_no_token(store, store_url, start_gateway, start_echo):
+    gen = store.publish(route("ems-open", [("i1", start_echo("a"))]))
+    gw = start_gateway(store_url)
+    gw.wait_generation(gen)
+    assert gw.request("POST", "/ems-open" + PREDICT, {})[0] == 200
+
+
+def test_404_503_413(store, store_url, start_gateway, start_echo):
+    url = start_echo("a")
+    token = generate_token()
+    store.publish(route("ems-big", [("i1", url)], [token_sha256(token)]))
+    gen = store.publish(route("ems-idle", [("i1", url, "starting")], [token_sha256(token)]))
+    gw = start_gateway(store_url, EMS_GATEWAY_MAX_BODY="1000")
+    gw.wait_generation(gen)
+    ok = {"x-Auth-Token": token}
+    status, _, body = gw.request("POST", "/ems-nope" + PREDICT, {}, ok)
+    assert status == 404 and "ems-nope" in body["error"]
+    assert gw.request("POST", "/ems-big/metrics", {}, ok)[0] == 404  # only /v1/ is served
+    status, headers, body = gw.request("POST", "/ems-idle" + PREDICT, {}, ok)
+    assert status == 503 and headers["retry-after"] == "1" and "healthy" in body["error"]
+    status, _, body = gw.request("POST", "/ems-big" + PREDICT, b"x" * 1001, ok)
+    assert status == 413 and "limit" in body["error"]
+    assert gw.request("POST", "/ems-big" + PREDICT, b"x" * 1000, ok)[0] == 200
+    # an unauthenticated caller learns nothing about the body limit: 401 comes first
+    assert gw.request("POST", "/ems-big" + PREDICT, b"x" * 1001)[0] in (401, 413)
+
+
+def test_502_refused_and_504_timeout(file_store_url, start_gateway, start_echo):
+    from serving.routes import open_store
+
+    store = open_store(file_store_url)
+    store.publish(route("ems-dead", [("i1", "http://127.0.0.1:9")]))  # nothing listens on 9
+    gen = store.publish(route("ems-slow", [("i2", start_echo("slow"))]))
+    gw = start_gateway(file_store_url, EMS_GATEWAY_UPSTREAM_TIMEOUT="0.3")
+    gw.wait_generation(gen)
+    status, _, body = gw.request("POST", "/ems-dead" + PREDICT, {})
+    assert status == 502 and "refused" in body["error"]
+    started = time.monotonic()
+    status, _, body = gw.request("POST", "/ems-slow" + PREDICT + "?sleep=2", {})
+    assert status == 504 and "timed out" in body["error"]
+    assert time.monotonic() - started < 1.5
+    assert gw.request("POST", "/ems-slow" + PREDICT, {})[0] == 200  # the pool recovers
+
+
+def test_rotation_grace_then_401(store, store_url, start_gateway, start_echo):
+    old, new = generate_token(), generate_token()
+    hashes, not_after = rotate_hashes([token_sha256(old)], None, token_sha256(new), 1.5)
+    gen = store.publish(route("ems-rot", [("i1", start_echo("a"))], hashes, not_after))
+    gw = start_gateway(store_url)
+    gw.wait_generation(gen)
+    path = "/ems-rot" + PREDICT
+    assert gw.request("POST", path, {}, {"x-Auth-Token": old})[0] == 200
+    assert gw.request("POST", path, {}, {"x-Auth-Token": new})[0] == 200
+    time.sleep(max(0.0, not_after[token_sha256(old)] - time.time()) + 0.05)
+    assert gw.request("POST", path, {}, {"x-Auth-Token": old})[0] == 401
+    assert gw.request("POST", path, {}, {"x-Auth-Token": new})[0] == 200
+
+
+def test_revoke_401_once_generation_applied(store, store_url, start_gateway, start_echo):
+    url = start_echo("a")
+    keep, revoked = generate_token(), generate_token()
+    both = [token_sha256(keep), token_sha256(revoked)]
+    gen = store.publish(route("ems-rev", [("i1", url)], both))
+    gw = start_gateway(store_url)
+    gw.wait_generation(gen)
+    path = "/ems-rev" + PREDICT
+    assert gw.request("POST", path, {}, {"x-Auth-Token": revoked})[0] == 200
+    gen = store.publish(route("ems-rev", [("i1", url)], [token_sha256(keep)]))
+    assert store.wait_applied(gen, timeout=5)
+    assert gw.generation() >= gen
+    assert gw.request("POST", path, {}, {"x-Auth-Token": revoked})[0] == 401
+    assert gw.request("POST", path, {}, {"x-Auth-Token": keep})[0] == 200
+
+
+def test_strips_token_and_hop_by_hop_headers(file_store_url, start_gateway, start_echo):
+    from serving.routes import open_store
+
+    token = generate_token()
+    gen = open_store(file_store_url).publish(
+        route("ems-hdr", [("i1", start_echo("a"))], [token_sha256(token)])
+    )
+    gw = start_gateway(file_store_url)
+    gw.wait_generation(gen)
+    sent = {
+        "x-Auth-Token": token,
+        "Connection": "keep-alive, X-Secret-Hop",
+        "X-Secret-Hop": "1",
+        "Keep-Alive": "timeout=5",
+        "TE": "trailers",
+        "Proxy-Authorization": "Basic eA==",
+        "X-Request-Id": "abc",
+    }
+    status, headers, body = gw.request("POST", "/ems-hdr" + PREDICT + "?q=1", {"a": 1}, sent)
+    assert status == 200
+    seen = dict(body["headers"])
+    for name in ("x-auth-token", "x-secret-hop", "keep-alive", "te", "proxy-authorization"):
+        assert name not in seen, name
+    assert seen["x-request-id"] == "abc" and seen["x-forwarded-for"] == "127.0.0.1"
+    assert seen["host"].startswith("127.0.0.1:")
+    assert body["path"] == PREDICT + "?q=1" and body["body_len"] == len(b'{"a": 1}')
+    assert "keep-alive" not in headers  # the upstream's hop-by-hop answer header is dropped
+
+
+def test_expect_100_continue_and_405(file_store_url, start_gateway, start_echo):
+    import socket
+
+    from serving.routes import open_store
+
+    gen = open_store(file_store_url).publish(route("ems-exp", [("i1", start_echo("a"))]))
+    gw = start_gateway(file_store_url)
+    gw.wait_generation(gen)
+    body = b'{"pad": "' + b"x" * 4000 + b'"}'
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /ems-exp/v1/models/m:predict HTTP/1.1\r\nHost: x\r\n"
+            b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")  # before the body
+        sock.sendall(body)
+        answer = b""
+        while b'"body_len"' not in answer:
+            answer += sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b'"expect"' not in answer  # the upstream got the whole body, no Expect
+    for method in ("DELETE", "PUT", "HEAD"):
+        status, _, _ = gw.request(method, "/ems-exp" + PREDICT)
+        assert status == 405
+
+
+def test_the_seed_curl_line(tmp_path, file_store_url, start_gateway, start_runtime):
+    """SPEC step 5, verbatim, with a body big enough that curl sends Expect: 100-continue."""
+    import json
+    import shutil
+    import subprocess
+
+    import pytest
+
+    from serving.routes import open_store
+
+    if shutil.which("curl") is None:
+        pytest.skip("no curl")
+    srv = start_runtime()
+    token = generate_token()
+    gen = open_store(file_store_url).publish(
+        route("ems-curl", [("i1", srv.url)], [token_sha256(token)])
+    )
+    gw = start_gateway(file_store_url)
+    gw.wait_generation(gen)
+    idx = list(range(0, 120, 1))
+    (tmp_path / "body.json").write_text(
+        json.dumps({"instances": [{"sparseIndices": idx, "sparseValues": [0.5] * len(idx)}]})
+    )
+    assert (tmp_path / "body.json").stat().st_size > 1024
+    for address, extra in (
+        (f"{gw.url}/ems-curl", []),
+        (gw.url, ["-H", "Host: ems-curl.ems.localhost"]),
+    ):
+        started = time.monotonic()
+        seed = ["curl", "-sS", "-H", "Content-Type: application/json"]
+        tail = ["-X", "POST", f"{address}/v1/models/m:predict", "-d", "@body.json"]
+        out = subprocess.run(
+            [*seed, "-H", f"x-Auth-Token: {token}", *extra, *tail],
+            cwd=tmp_path,
+            capture_output=True,
+            check=True,
+            timeout=10,
+        )
+        assert time.monotonic() - started < 0.9  # no 1 s wait for "100 Continue"
+        assert set(json.loads(out.stdout)["predictions"][0]) == {"pred", "proba", "predLabel"}
+
+
+def test_admin_listener_keeps_own_endpoints_off_the_public_port(
+    file_store_url, start_gateway, start_echo
+):
+    from serving.routes import open_store
+
+    gen = open_store(file_store_url).publish(route("ems-adm", [("i1", start_echo("a"))]))
+    gw = start_gateway(file_store_url, admin=True)
+    gw.wait_generation(gen)
+    assert gw.request("POST", "/ems-adm" + PREDICT, {})[0] == 200
+    for path in ("/metrics", "/-/healthz", "/-/generation", "/-/inflight"):
+        assert gw.request("GET", path)[0] == 404, path  # public: no service list, no counts
+        assert gw.request("GET", path, port=gw.admin_port)[0] == 200, path
+    assert gw.request("POST", "/ems-adm" + PREDICT, {}, port=gw.admin_port)[0] == 404
+    assert 'service="ems-adm"' in gw.request("GET", "/metrics", port=gw.admin_port)[2]
