@@ -1,0 +1,76 @@
+"""Runtime backends behind one interface (:mod:`serving.backends.base`).
+
+``for_node(node)`` gives the backend of a node (``Node.backend``: ``docker`` or ``process``);
+backends are cached per process and node because a docker client holds a connection pool.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from serving.backends.base import (
+    Backend,
+    BackendError,
+    InstanceSpec,
+    InstanceStats,
+    InstanceStatus,
+)
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "InstanceSpec",
+    "InstanceStats",
+    "InstanceStatus",
+    "for_node",
+    "reset_cache",
+]
+
+_lock = threading.Lock()
+_cache: dict[tuple, Backend] = {}
+
+
+def _key(node) -> tuple:
+    return (
+        node.name,
+        node.backend,
+        node.engine_url,
+        node.publish_host,
+        node.advertise_host,
+        str(node.state_dir()),
+    )
+
+
+def for_node(node) -> Backend:
+    key = _key(node)
+    with _lock:
+        backend = _cache.get(key)
+        if backend is None:
+            backend = _cache[key] = _make(node)
+        return backend
+
+
+def _make(node) -> Backend:
+    if node.backend == "docker":
+        from serving.backends.docker import DockerBackend
+
+        return DockerBackend(
+            node=node.name,
+            base_url=node.engine_url,
+            publish_host=node.publish_host or "127.0.0.1",
+            advertise_host=node.advertise_host,
+        )
+    if node.backend == "process":
+        from serving.backends.process import ProcessBackend
+
+        return ProcessBackend(
+            node=node.name, state_dir=node.state_dir(), host=node.publish_host or "127.0.0.1"
+        )
+    raise BackendError(f"backend {node.backend!r} is not available yet (see ROADMAP)")
+
+
+def reset_cache() -> None:
+    with _lock:
+        for backend in _cache.values():
+            backend.close()
+        _cache.clear()

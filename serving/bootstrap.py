@@ -1,0 +1,68 @@
+"""The serving bootstrap step: a public resource group per region with the local node, and the
+beat schedule of the reconciler. Idempotent."""
+
+from __future__ import annotations
+
+import os
+
+from django.conf import settings
+
+from serving.models import Node, ResourceGroup
+
+RECONCILE_EVERY_SECONDS = 15
+
+
+def _local_capacity() -> tuple[int, int]:
+    cpus = os.cpu_count() or 1
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        memory = pages // (1024 * 1024)
+    except (ValueError, OSError, AttributeError):
+        memory = 4096
+    return cpus * 1000, int(memory)
+
+
+def run(*, demo: bool, log) -> None:
+    from models_repo.models import Region
+
+    backend = (
+        settings.EMS_RUNTIME_BACKEND
+        if settings.EMS_RUNTIME_BACKEND in (Node.DOCKER, Node.PROCESS)
+        else Node.DOCKER
+    )
+    cpu, memory = _local_capacity()
+    for region in Region.objects.filter(is_active=True):
+        group, created = ResourceGroup.objects.get_or_create(
+            region=region,
+            name=f"public-{region.name}",
+            defaults={
+                "kind": ResourceGroup.PUBLIC,
+                "description": f"The platform's public resource group in {region.name}.",
+            },
+        )
+        if created:
+            log(f"added public resource group {group.name}")
+        if not group.nodes.exists():
+            node = Node.objects.create(
+                group=group,
+                name=f"local-{region.name}",
+                backend=backend,
+                capacity_cpu_millicores=cpu,
+                capacity_memory_mib=memory,
+            )
+            log(f"added node {node.name} ({backend}, {cpu}m CPU, {memory} MiB)")
+    _beat(log)
+
+
+def _beat(log) -> None:
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    every, _ = IntervalSchedule.objects.get_or_create(
+        every=RECONCILE_EVERY_SECONDS, period=IntervalSchedule.SECONDS
+    )
+    _, created = PeriodicTask.objects.update_or_create(
+        name="serving: reconcile all services",
+        defaults={"task": "serving.reconcile_all", "interval": every, "enabled": True},
+    )
+    if created:
+        log(f"scheduled serving.reconcile_all every {RECONCILE_EVERY_SECONDS} s")

@@ -1,0 +1,19 @@
+"""Writing a service's timeline (``ServiceEvent``)."""
+
+from __future__ import annotations
+
+from serving.models import ServiceEvent
+
+SCHEDULED, MODEL_FETCHED, STARTED, HEALTHY = "scheduled", "model-fetched", "started", "healthy"
+CRASHED, REPLACED, SCALED, STOPPED, ERROR = "crashed", "replaced", "scaled", "stopped", "error"
+UPDATING, STATUS, ORPHAN = "updating", "status", "orphan-removed"
+
+
+def emit(service, kind: str, message: str, *, level: str = ServiceEvent.INFO, instance=None):
+    return ServiceEvent.objects.create(
+        service=service,
+        kind=kind,
+        level=level,
+        message=message[:8000],
+        instance_id=getattr(instance, "instance_id", instance or "") or "",
+    )

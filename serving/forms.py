@@ -1,0 +1,117 @@
+"""The deploy form and the small action forms of the service page. Plain, labelled fields with
+stable names; they validate shapes and hand over to ``serving.services``."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import forms
+
+from models_repo.models import ModelConfigVersion, Region
+from serving import selectors
+from serving.models import Service
+from serving.scheduling import QUOTA_TYPES
+
+
+class DeployForm(forms.Form):
+    service_type = forms.ChoiceField(
+        label="Service type",
+        choices=[("online", "Online inference service")],
+        initial="online",
+        help_text="Batch jobs arrive with their own page.",
+    )
+    name = forms.CharField(label="Service name", max_length=40)
+    region = forms.ModelChoiceField(
+        label="Region", queryset=Region.objects.filter(is_active=True), to_field_name="name"
+    )
+    version = forms.ModelChoiceField(label="Config version", queryset=ModelConfigVersion.objects)
+    resource_group = forms.ModelChoiceField(label="Resource group", queryset=None)
+    quota_type = forms.ChoiceField(
+        label="Quota type (public groups)",
+        required=False,
+        choices=[("", "—")] + [(key, value["label"]) for key, value in QUOTA_TYPES.items()],
+    )
+    quota_count = forms.IntegerField(label="Quota count", required=False, min_value=1, initial=1)
+    cpu_cores = forms.DecimalField(
+        label="CPU cores (dedicated groups)",
+        required=False,
+        min_value=Decimal("0.1"),
+        max_value=256,
+        decimal_places=3,
+        initial=Decimal("1"),
+    )
+    memory_mib = forms.IntegerField(
+        label="Memory in MiB (dedicated groups)", required=False, min_value=128, initial=2048
+    )
+    gpus = forms.IntegerField(
+        label="GPUs (dedicated groups)", required=False, min_value=0, initial=0
+    )
+    scaling_mode = forms.ChoiceField(
+        label="Scaling",
+        choices=[(Service.MANUAL, "manual"), (Service.AUTO, "automatic")],
+        initial=Service.MANUAL,
+    )
+    replicas = forms.IntegerField(
+        label="Instances (manual)", min_value=1, initial=1, required=False
+    )
+    min_replicas = forms.IntegerField(label="Minimum instances", min_value=1, required=False)
+    max_replicas = forms.IntegerField(label="Maximum instances", min_value=1, required=False)
+    start_replicas = forms.IntegerField(label="Start instances", min_value=1, required=False)
+    trigger_cpu = forms.IntegerField(
+        label="CPU utilization target %", required=False, min_value=1, max_value=100
+    )
+    trigger_memory = forms.IntegerField(
+        label="Memory utilization target %", required=False, min_value=1, max_value=100
+    )
+    trigger_gpu = forms.IntegerField(
+        label="GPU utilization target %", required=False, min_value=1, max_value=100
+    )
+    auth_enabled = forms.BooleanField(label="Generate an auth token", required=False)
+
+    def __init__(self, *args, actor, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["version"].queryset = (
+            ModelConfigVersion.objects.for_actor(actor, "ems:DescribeModelConfigVersions")
+            .select_related("config", "runtime")
+            .order_by("config__name", "number")
+        )
+        self.fields["resource_group"].queryset = selectors.resource_groups(actor=actor)
+
+    def clean(self):
+        data = super().clean()
+        version, region = data.get("version"), data.get("region")
+        group = data.get("resource_group")
+        if version and region and version.config.region_id != region.pk:
+            self.add_error(
+                "region", f"The config {version.config.name} is in {version.config.region.name}."
+            )
+        if group and region and group.region_id != region.pk:
+            self.add_error("resource_group", f"The group {group.name} is in {group.region.name}.")
+        if data.get("scaling_mode") == Service.MANUAL and not data.get("replicas"):
+            self.add_error("replicas", "Give the number of instances (at least 1).")
+        if data.get("scaling_mode") == Service.AUTO:
+            for key in ("min_replicas", "max_replicas", "start_replicas"):
+                if not data.get(key):
+                    self.add_error(key, "Required for automatic scaling.")
+        return data
+
+    def triggers(self) -> list[dict]:
+        return [
+            {"metric": metric, "target": self.cleaned_data[f"trigger_{metric}"]}
+            for metric in ("cpu", "memory", "gpu")
+            if self.cleaned_data.get(f"trigger_{metric}")
+        ]
+
+
+class ScaleForm(forms.Form):
+    replicas = forms.IntegerField(label="Instances", min_value=1)
+
+
+class UpdateForm(forms.Form):
+    version = forms.ModelChoiceField(label="New version", queryset=ModelConfigVersion.objects)
+
+    def __init__(self, *args, service, actor, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["version"].queryset = ModelConfigVersion.objects.for_actor(
+            actor, "ems:DescribeModelConfigVersions"
+        ).filter(config_id=service.config_id)

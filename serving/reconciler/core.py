@@ -1,0 +1,388 @@
+"""The reconcile pass (see the package docstring)."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from serving import events, hooks, scheduling
+from serving.backends import BackendError, for_node
+from serving.backends.base import EXITED, LABEL_MODEL, LABEL_SERVICE, MISSING
+from serving.models import Instance, Node, Service, ServiceEvent, new_instance_id
+from serving.reconciler import support
+from serving.scheduling import InsufficientResources
+
+log = logging.getLogger(__name__)
+
+BUSY, IDLE, PROGRESSING = "busy", "idle", "progressing"
+LOG_TAIL = 20
+
+
+def reconcile(service_pk: int) -> str:
+    """One pass for one service; returns BUSY (another pass holds the lease), PROGRESSING (call
+    again soon: instances are starting or stopping) or IDLE."""
+    owner = support.take_lease(service_pk)
+    if owner is None:
+        return BUSY
+    try:
+        service = Service.objects.select_related("group", "region", "tenant", "revision").get(
+            pk=service_pk
+        )
+        run = Pass(service, owner)
+        result = run.execute()
+    except Service.DoesNotExist:
+        return IDLE
+    finally:
+        support.drop_lease(service_pk, owner)
+    if run.changed:
+        hooks.on_instances_changed(run.service)
+    return result
+
+
+def reconcile_all() -> dict:
+    """Every live service (and every service still holding instances), then every node."""
+    results = {}
+    pks = set(Service.objects.filter(deleted_at__isnull=True).values_list("pk", flat=True))
+    pks |= set(
+        Instance.objects.filter(state__in=Instance.LIVE).values_list("service_id", flat=True)
+    )
+    for pk in sorted(pks):
+        try:
+            results[pk] = reconcile(pk)
+        except Exception:
+            log.exception("reconcile of service %s failed", pk)
+            results[pk] = "error"
+    for node in Node.objects.filter(is_active=True):
+        try:
+            sweep_node(node)
+        except BackendError as exc:
+            log.warning("sweeping node %s failed: %s", node.name, exc)
+    return results
+
+
+def sweep_node(node: Node, *, cache_min_age: float = 600.0) -> list[str]:
+    """Remove labelled instances of the node that the database does not know as live; then
+    garbage-collect the model cache. Returns the removed instance ids."""
+    backend = for_node(node)
+    known = set(
+        Instance.objects.filter(node=node, state__in=Instance.LIVE).values_list(
+            "instance_id", flat=True
+        )
+    )
+    removed = []
+    in_use = set()
+    for status in backend.list():
+        if status.instance_id in known:
+            in_use.add(status.labels.get(LABEL_MODEL, ""))
+            continue
+        backend.stop(status.instance_id, grace=0)
+        removed.append(status.instance_id)
+    in_use |= set(
+        Instance.objects.filter(node=node, state__in=Instance.LIVE).values_list(
+            "revision__version__manifest_digest", flat=True
+        )
+    )
+    support.cache_for(node).gc(in_use, min_age=cache_min_age)
+    return removed
+
+
+class Pass:
+    def __init__(self, service: Service, owner: str):
+        self.service = service
+        self.owner = owner
+        self.changed = False
+        self.now = timezone.now()
+
+    # --- helpers ------------------------------------------------------------------------------
+    def instances(self, states) -> list[Instance]:
+        return list(
+            self.service.instances.filter(state__in=states)
+            .select_related("node", "revision__version__runtime", "revision__version__config")
+            .order_by("created_at", "pk")
+        )
+
+    def set_instance(self, instance: Instance, **changes) -> None:
+        Instance.objects.filter(pk=instance.pk).update(**changes)
+        for key, value in changes.items():
+            setattr(instance, key, value)
+        self.changed = True
+
+    def set_service(self, **changes) -> None:
+        changes.setdefault("updated_at", timezone.now())
+        Service.objects.filter(pk=self.service.pk).update(**changes)
+        for key, value in changes.items():
+            setattr(self.service, key, value)
+
+    # --- the pass -----------------------------------------------------------------------------
+    def execute(self) -> str:
+        live = self.instances(Instance.LIVE)
+        self.remove_orphans(live)
+        for instance in live:
+            if instance.state == Instance.STOPPING:
+                self.stop_instance(instance, Instance.STOPPED, "stopped")
+        service = self.service
+        if service.desired != Service.RUN or service.status == Service.FAILED:
+            for instance in self.instances(Instance.ACTIVE):
+                self.stop_instance(instance, Instance.STOPPED, "stopped")
+        else:
+            for instance in self.instances(Instance.ACTIVE):
+                support.renew_lease(service.pk, self.owner)
+                if self.service.status == Service.FAILED:
+                    break
+                if instance.state == Instance.PENDING:
+                    if instance.not_before is None or instance.not_before <= timezone.now():
+                        self.launch(instance)
+                else:
+                    self.observe(instance)
+            if self.service.status == Service.FAILED:
+                for instance in self.instances(Instance.ACTIVE):
+                    self.stop_instance(instance, Instance.STOPPED, "stopped")
+            else:
+                self.converge()
+        return self.update_status()
+
+    def remove_orphans(self, live: list[Instance]) -> None:
+        known = {instance.instance_id for instance in live}
+        nodes = {n.pk: n for n in self.service.group.nodes.all()}
+        nodes.update({instance.node_id: instance.node for instance in live})
+        for node in nodes.values():
+            backend = for_node(node)
+            for status in backend.list({LABEL_SERVICE: self.service.service_id}):
+                if status.instance_id not in known:
+                    backend.stop(status.instance_id, grace=0)
+                    events.emit(
+                        self.service,
+                        events.ORPHAN,
+                        f"removed {status.instance_id}: not a live instance",
+                        instance=status.instance_id,
+                    )
+
+    def launch(self, instance: Instance) -> None:
+        node = instance.node
+        backend = for_node(node)
+        if backend.inspect(instance.instance_id).state != MISSING:
+            backend.stop(instance.instance_id, grace=0)  # a launch that died half-way
+        version = instance.revision.version
+        try:
+            path, fetched = support.fetch_model(node, version)
+        except Exception as exc:  # storage errors and a changed folder
+            from models_repo.services import FolderChanged
+
+            if isinstance(exc, FolderChanged):
+                self.fail(f"cannot fetch the model: {exc.message}")
+                return
+            self.retry_later(instance, f"cannot fetch the model: {exc}")
+            return
+        if fetched:
+            events.emit(
+                self.service,
+                events.MODEL_FETCHED,
+                f"model {version} copied into the cache of {node.name}",
+                instance=instance,
+            )
+        try:
+            status = backend.start(support.spec_for(instance, node), str(path))
+        except BackendError as exc:
+            if exc.transient:
+                self.retry_later(instance, exc.message)
+            else:
+                self.fail(f"cannot start an instance: {exc.message}")
+            return
+        self.set_instance(
+            instance,
+            state=Instance.STARTING,
+            backend_id=status.backend_id,
+            address=status.address,
+            started_at=status.started_at or timezone.now(),
+            last_message="",
+        )
+        if self.service.status == Service.WAITING:
+            self.set_service(status=Service.DEPLOYING)
+        events.emit(
+            self.service,
+            events.STARTED,
+            f"started on {node.name} at {status.address}",
+            instance=instance,
+        )
+
+    def retry_later(self, instance: Instance, message: str) -> None:
+        self.set_instance(
+            instance, last_message=message[:4000], not_before=timezone.now() + support.backoff(2)
+        )
+        events.emit(
+            self.service, events.ERROR, message, level=ServiceEvent.WARNING, instance=instance
+        )
+
+    def observe(self, instance: Instance) -> None:
+        backend = for_node(instance.node)
+        status = backend.inspect(instance.instance_id)
+        if status.state in (EXITED, MISSING):
+            reason = status.message or "the instance disappeared"
+            self.crashed(instance, reason)
+            return
+        if instance.address != status.address:
+            self.set_instance(instance, address=status.address)
+        if instance.state == Instance.STARTING:
+            if backend.health(status):
+                self.set_instance(instance, state=Instance.RUNNING, ready_at=timezone.now())
+                self.set_service(failures=0)
+                events.emit(self.service, events.HEALTHY, "model AVAILABLE", instance=instance)
+            elif (timezone.now() - instance.started_at).total_seconds() > (
+                settings.EMS_SERVING_START_TIMEOUT
+            ):
+                self.crashed(
+                    instance, f"not AVAILABLE within {settings.EMS_SERVING_START_TIMEOUT} s"
+                )
+
+    def crashed(self, instance: Instance, reason: str) -> None:
+        backend = for_node(instance.node)
+        try:
+            tail = backend.logs(instance.instance_id, tail=LOG_TAIL).strip()
+        except BackendError:
+            tail = ""
+        final = backend.stop(instance.instance_id, grace=0)
+        stopped_at = (final.finished_at if final else None) or timezone.now()
+        message = f"{reason}" + (f"\n{tail}" if tail else "")
+        self.set_instance(
+            instance, state=Instance.FAILED, stopped_at=stopped_at, last_message=message[:8000]
+        )
+        scheduling.release(instance)
+        Service.objects.filter(pk=self.service.pk).update(failures=F("failures") + 1)
+        self.service.failures = Service.objects.values_list("failures", flat=True).get(
+            pk=self.service.pk
+        )
+        events.emit(
+            self.service, events.CRASHED, message, level=ServiceEvent.ERROR, instance=instance
+        )
+        if self.service.failures >= support.max_failures():
+            self.fail(f"instance failed {self.service.failures} times in a row: {message}")
+
+    def fail(self, message: str) -> None:
+        self.set_service(status=Service.FAILED, message=message[:4000])
+        events.emit(self.service, events.ERROR, message, level=ServiceEvent.ERROR)
+
+    def stop_instance(self, instance: Instance, final_state: str, verb: str) -> None:
+        backend = for_node(instance.node)
+        if instance.state == Instance.RUNNING:
+            # out of the route first, so the gateway stops sending it requests; the runtime
+            # then finishes what it has in flight on SIGTERM
+            self.set_instance(instance, state=Instance.STOPPING)
+            hooks.on_instances_changed(self.service)
+        last = backend.stop(instance.instance_id, grace=settings.EMS_SERVING_STOP_GRACE)
+        stopped_at = (last.finished_at if last else None) or (
+            timezone.now() if instance.started_at else None
+        )
+        self.set_instance(instance, state=final_state, stopped_at=stopped_at)
+        scheduling.release(instance)
+        events.emit(self.service, events.STOPPED, f"instance {verb}", instance=instance)
+
+    # --- rollout and scale --------------------------------------------------------------------
+    def new_instance(self) -> Instance | None:
+        service, revision = self.service, self.service.revision
+        try:
+            node = scheduling.claim(service.group, revision.size)
+        except InsufficientResources as exc:
+            if service.message != exc.message:
+                self.set_service(message=exc.message)
+                events.emit(service, events.ERROR, exc.message, level=ServiceEvent.WARNING)
+            return None
+        last_failed = service.instances.filter(state=Instance.FAILED).order_by("-pk").first()
+        restarts = last_failed.restarts + 1 if (last_failed and service.failures) else 0
+        not_before = (
+            timezone.now() + support.backoff(service.failures) if service.failures else None
+        )
+        instance = Instance.objects.create(
+            tenant_id=service.tenant_id,
+            service=service,
+            revision=revision,
+            node=node,
+            instance_id=new_instance_id(service.service_id),
+            cpu_millicores=revision.cpu_millicores,
+            memory_mib=revision.memory_mib,
+            gpus=revision.gpus,
+            restarts=restarts,
+            not_before=not_before,
+        )
+        kind = events.REPLACED if restarts else events.SCHEDULED
+        events.emit(service, kind, f"scheduled on {node.name}", instance=instance)
+        self.changed = True
+        return instance
+
+    def converge(self) -> None:
+        service = self.service
+        active = self.instances(Instance.ACTIVE)
+        current = [i for i in active if i.revision_id == service.revision_id]
+        old = [i for i in active if i.revision_id != service.revision_id]
+        in_progress = any(i.state != Instance.RUNNING for i in current)
+        running = [i for i in current if i.state == Instance.RUNNING]
+
+        def worst_first(items):  # not-running first, then newest
+            return sorted(items, key=lambda i: (i.state == Instance.RUNNING, -i.pk))
+
+        if len(current) < service.replicas:
+            if old:
+                if not in_progress and self.new_instance() is None:
+                    victim = worst_first(old)[0]
+                    self.stop_instance(victim, Instance.STOPPED, "replaced (one at a time)")
+                    old.remove(victim)
+                    note = "no spare capacity for an extra instance: replacing one at a time"
+                    if self.new_instance() is not None:
+                        self.set_service(message=note)
+                        events.emit(service, events.UPDATING, note, level=ServiceEvent.WARNING)
+            else:
+                for _ in range(service.replicas - len(current)):
+                    if self.new_instance() is None:
+                        break
+        elif len(current) > service.replicas:
+            for extra in worst_first(current)[: len(current) - service.replicas]:
+                self.stop_instance(extra, Instance.STOPPED, "removed (scaled in)")
+        if old:
+            excess = len(running) + len(old) - service.replicas
+            if len(running) >= service.replicas:
+                excess = len(old)
+            for victim in worst_first(old)[: max(0, min(excess, len(running)))]:
+                self.stop_instance(victim, Instance.STOPPED, "replaced by the new revision")
+
+    # --- status -------------------------------------------------------------------------------
+    def update_status(self) -> str:
+        service = self.service
+        live = self.instances(Instance.LIVE)
+        before = service.status
+        busy = any(
+            i.state in (Instance.PENDING, Instance.STARTING, Instance.STOPPING) for i in live
+        )
+        if service.desired != Service.RUN:
+            status = Service.STOPPING if live else Service.STOPPED
+        elif service.status == Service.FAILED:
+            status = Service.FAILED
+        else:
+            current = [i for i in live if i.revision_id == service.revision_id]
+            old = [i for i in live if i.revision_id != service.revision_id]
+            ready = [i for i in current if i.state == Instance.RUNNING]
+            if not old and len(ready) == service.replicas == len(current):
+                status = Service.NORMAL
+            elif old:
+                status = Service.UPDATING
+            elif service.failures:
+                status = Service.ABNORMAL
+            elif before in (Service.WAITING, Service.NORMAL, Service.ABNORMAL):
+                status = (
+                    Service.DEPLOYING
+                    if any(i.state != Instance.PENDING for i in current)
+                    or before != Service.WAITING
+                    else Service.WAITING
+                )
+            else:
+                status = before
+        if status != before:
+            changes = {"status": status}
+            if status in (Service.NORMAL, Service.STOPPED):
+                changes["message"] = ""
+            self.set_service(**changes)
+            events.emit(service, events.STATUS, f"{before} → {status}")
+            self.changed = True
+        pending_retry = any(i.state == Instance.PENDING for i in live)
+        return PROGRESSING if (busy or pending_retry) and status != Service.FAILED else IDLE

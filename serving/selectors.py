@@ -1,0 +1,44 @@
+"""Read queries of the serving app, always through the tenant-scoping choke point."""
+
+from __future__ import annotations
+
+from serving.models import Instance, ResourceGroup, Service
+
+
+def resource_groups(*, actor):
+    return (
+        ResourceGroup.objects.for_actor(actor, "ems:DescribeResourceGroups")
+        .filter(is_active=True)
+        .select_related("region")
+    )
+
+
+def services(*, actor, action: str = "ems:DescribeServices"):
+    return (
+        Service.objects.for_actor(actor, action)
+        .select_related("region", "group", "config", "revision__version__runtime")
+        .order_by("-created_at")
+    )
+
+
+def service(*, actor, service_id: str, action: str = "ems:DescribeService") -> Service:
+    return services(actor=actor, action=action).get(service_id=service_id)
+
+
+def instances(*, service: Service, live_only: bool = False):
+    rows = service.instances.select_related("node", "revision__version").order_by("-created_at")
+    return rows.filter(state__in=Instance.LIVE) if live_only else rows
+
+
+def logs(*, service: Service, tail: int = 100) -> list[dict]:
+    """The last lines of each live instance's runtime output."""
+    from serving.backends import BackendError, for_node
+
+    result = []
+    for instance in instances(service=service, live_only=True):
+        try:
+            text = for_node(instance.node).logs(instance.instance_id, tail=tail)
+        except BackendError as exc:
+            text = f"(logs unavailable: {exc.message})"
+        result.append({"instance_id": instance.instance_id, "lines": text.splitlines()[-tail:]})
+    return result

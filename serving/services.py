@@ -1,0 +1,446 @@
+"""Every operation that changes a service: deploy, stop, resume, scale, update, rollback, delete.
+
+Each one checks the actor's policy (``accounts.authz.check``), validates, writes its rows and its
+audit row in one transaction, and queues a reconcile pass with ``transaction.on_commit``. Capacity
+is claimed here, synchronously, so a full group is an immediate, clear error
+(``InsufficientResources``), never a silent wait. The reconciler does the slow part (containers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts import authz
+from accounts.audit import record
+from serving import events, scheduling
+from serving.models import Instance, ResourceGroup, Revision, Service, new_instance_id
+from serving.scheduling import QUOTA_TYPES, InsufficientResources
+
+__all__ = [
+    "InstanceSize",
+    "InsufficientResources",
+    "Scaling",
+    "service_delete",
+    "service_deploy",
+    "service_resume",
+    "service_rollback",
+    "service_scale",
+    "service_stop",
+    "service_update",
+]
+
+TRIGGER_METRICS = ("cpu", "memory", "gpu")
+MAX_REPLICAS = 100
+
+
+@dataclass(frozen=True)
+class InstanceSize:
+    """Dedicated groups: custom CPU / memory / GPUs. Public groups: a quota type and count."""
+
+    cpu_millicores: int = 0
+    memory_mib: int = 0
+    gpus: int = 0
+    quota_type: str = ""
+    quota_count: int = 0
+
+
+@dataclass(frozen=True)
+class Scaling:
+    mode: str = Service.MANUAL
+    replicas: int = 1
+    min: int = 1
+    max: int = 1
+    start: int = 1
+    triggers: list = field(default_factory=list)
+
+
+def _enqueue(service: Service) -> None:
+    from serving.tasks import reconcile_service
+
+    service_pk = service.pk
+    transaction.on_commit(lambda: reconcile_service.delay(service_pk))
+
+
+def _resource(actor, service: Service | None = None, region: str = "*") -> str:
+    ident = service.service_id if service else "*"
+    region = service.region.name if service else region
+    return authz.resource_name(actor.tenant, "service", ident, region=region)
+
+
+def _size(group: ResourceGroup, size: InstanceSize, runtime) -> tuple[dict, tuple[int, int, int]]:
+    errors = {}
+    if group.is_public:
+        if size.quota_type not in QUOTA_TYPES:
+            errors["quota_type"] = "Pick CPU quota or GPU quota on a public resource group."
+        if not 1 <= size.quota_count <= 64:
+            errors["quota_count"] = "The quota count is 1 to 64."
+        if errors:
+            raise ValidationError(errors)
+        triple = scheduling.quota_size(size.quota_type, size.quota_count)
+        fields = {"quota_type": size.quota_type, "quota_count": size.quota_count}
+    else:
+        if not scheduling.MIN_CPU <= size.cpu_millicores <= scheduling.MAX_CPU:
+            errors["cpu_millicores"] = "CPU is 100 to 256000 millicores (0.1 to 256 cores)."
+        if not scheduling.MIN_MEMORY <= size.memory_mib <= scheduling.MAX_MEMORY:
+            errors["memory_mib"] = "Memory is 128 MiB to 1 TiB."
+        if not 0 <= size.gpus <= 16:
+            errors["gpus"] = "GPUs are 0 to 16."
+        if errors:
+            raise ValidationError(errors)
+        triple = (size.cpu_millicores, size.memory_mib, size.gpus)
+        fields = {"quota_type": "", "quota_count": 0}
+    if getattr(runtime, "needs_gpu", False) and triple[2] == 0:
+        raise ValidationError(
+            {"gpus": f"The {runtime} runtime needs a GPU: pick GPU quota or at least 1 GPU."}
+        )
+    fields.update(cpu_millicores=triple[0], memory_mib=triple[1], gpus=triple[2])
+    return fields, triple
+
+
+def _scaling(scaling: Scaling) -> dict:
+    if scaling.mode == Service.MANUAL:
+        if not 1 <= scaling.replicas <= MAX_REPLICAS:
+            raise ValidationError({"replicas": f"The instance count is 1 to {MAX_REPLICAS}."})
+        return {"scaling_mode": Service.MANUAL, "replicas": scaling.replicas, "autoscale": {}}
+    if scaling.mode != Service.AUTO:
+        raise ValidationError({"scaling_mode": "Scaling is manual or auto."})
+    errors = {}
+    if not 1 <= scaling.min <= scaling.max <= MAX_REPLICAS:
+        errors["min"] = f"The range needs 1 <= min <= max <= {MAX_REPLICAS}."
+    elif not scaling.min <= scaling.start <= scaling.max:
+        errors["start"] = "The start count must lie within min..max."
+    triggers = []
+    for item in scaling.triggers or []:
+        metric, target = item.get("metric"), item.get("target")
+        if metric not in TRIGGER_METRICS or not isinstance(target, int) or not 1 <= target <= 100:
+            errors["triggers"] = "Each trigger is a metric (cpu, memory, gpu) and a target 1-100%."
+            break
+        triggers.append({"metric": metric, "target": target})
+    if not triggers and "triggers" not in errors:
+        errors["triggers"] = "Automatic scaling needs at least one trigger."
+    if errors:
+        raise ValidationError(errors)
+    return {
+        "scaling_mode": Service.AUTO,
+        "replicas": scaling.start,
+        "autoscale": {
+            "min": scaling.min,
+            "max": scaling.max,
+            "start": scaling.start,
+            "triggers": triggers,
+        },
+    }
+
+
+def _check_version(actor, version) -> None:
+    if version.tenant_id != actor.tenant_id:
+        raise ValidationError({"version": "No such config version."})
+    from models_repo.services import FolderChanged, check_version_unchanged
+
+    try:
+        check_version_unchanged(version)
+    except FolderChanged as exc:
+        raise ValidationError({"version": exc.message}) from None
+
+
+def _add_instances(service: Service, revision: Revision, count: int) -> list[Instance]:
+    nodes = scheduling.claim_many(service.group, revision.size, count)
+    return [
+        Instance.objects.create(
+            tenant_id=service.tenant_id,
+            service=service,
+            revision=revision,
+            node=node,
+            instance_id=new_instance_id(service.service_id),
+            cpu_millicores=revision.cpu_millicores,
+            memory_mib=revision.memory_mib,
+            gpus=revision.gpus,
+        )
+        for node in nodes
+    ]
+
+
+def _new_revision(service, *, version, fields, reason, actor) -> Revision:
+    number = service.revisions.order_by("-number").values_list("number", flat=True).first() or 0
+    return Revision.objects.create(
+        service=service,
+        number=number + 1,
+        version=version,
+        reason=reason,
+        created_by=actor,
+        **fields,
+    )
+
+
+def _set(service: Service, **changes) -> None:
+    changes["updated_at"] = timezone.now()
+    Service.objects.filter(pk=service.pk).update(**changes)
+    for key, value in changes.items():
+        setattr(service, key, value)
+
+
+def service_deploy(
+    *,
+    actor,
+    version,
+    group: ResourceGroup,
+    name: str,
+    size: InstanceSize,
+    scaling: Scaling | None = None,
+    auth_enabled: bool = False,
+) -> Service:
+    config = version.config
+    authz.check(actor, "ems:CreateService", _resource(actor, region=config.region.name))
+    name = (name or "").strip()
+    if not name or len(name) > 40:
+        raise ValidationError({"name": "The service name is 1 to 40 characters."})
+    if (
+        not ResourceGroup.objects.for_actor(actor, "ems:DescribeResourceGroups")
+        .filter(pk=group.pk, is_active=True)
+        .exists()
+    ):
+        raise ValidationError({"group": "No such resource group."})
+    if group.region_id != config.region_id:
+        raise ValidationError(
+            {
+                "group": (
+                    f"The resource group {group.name} is in {group.region.name}; the config "
+                    f"{config.name} is in {config.region.name}. "
+                    "Pick a group in the config's region."
+                )
+            }
+        )
+    fields, triple = _size(group, size, version.runtime)
+    scale_fields = _scaling(scaling or Scaling())
+    scheduling.check_fits_group(group, triple)
+    _check_version(actor, version)
+    with transaction.atomic():
+        if Service.objects.live().filter(tenant=actor.tenant, name=name).exists():
+            raise ValidationError({"name": f"A service named {name} already exists."})
+        for _ in range(5):
+            try:
+                with transaction.atomic():
+                    service = Service.objects.create(
+                        tenant=actor.tenant,
+                        name=name,
+                        region=config.region,
+                        group=group,
+                        config=config,
+                        auth_enabled=auth_enabled,
+                        created_by=actor,
+                        **scale_fields,
+                    )
+                break
+            except IntegrityError:  # an id collision (or a name race): try a new id
+                if Service.objects.live().filter(tenant=actor.tenant, name=name).exists():
+                    raise ValidationError(
+                        {"name": f"A service named {name} already exists."}
+                    ) from None
+        revision = _new_revision(
+            service, version=version, fields=fields, reason="deploy", actor=actor
+        )
+        _set(service, revision=revision)
+        instances = _add_instances(service, revision, service.replicas)
+        events.emit(
+            service,
+            events.SCHEDULED,
+            (
+                f"deploying {version} with {len(instances)} instance(s) of "
+                f"{scheduling.fmt_size(triple)} on {group.name}"
+            ),
+        )
+        record(
+            actor=actor,
+            action="ems:CreateService",
+            resource=service.resource_name,
+            detail={"version": str(version), "group": group.name, "replicas": service.replicas},
+        )
+        _enqueue(service)
+    return service
+
+
+def service_stop(*, actor, service: Service) -> Service:
+    authz.check(actor, "ems:StopService", service)
+    with transaction.atomic():
+        if not Service.objects.filter(pk=service.pk, desired=Service.RUN).update(
+            desired=Service.STOP,
+            saved_replicas=service.replicas,
+            status=Service.STOPPING,
+            message="",
+            updated_at=timezone.now(),
+        ):
+            raise ValidationError("The service is not running.")
+        service.refresh_from_db()
+        service.instances.filter(state__in=Instance.ACTIVE).update(state=Instance.STOPPING)
+        events.emit(
+            service, events.STOPPED, f"stop requested ({service.saved_replicas} replicas saved)"
+        )
+        record(actor=actor, action="ems:StopService", resource=service.resource_name)
+        _enqueue(service)
+    return service
+
+
+def service_resume(*, actor, service: Service) -> Service:
+    authz.check(actor, "ems:ResumeService", service)
+    with transaction.atomic():
+        replicas = max(service.saved_replicas, 1)
+        if not Service.objects.filter(pk=service.pk, desired=Service.STOP).update(
+            desired=Service.RUN,
+            replicas=replicas,
+            status=Service.RESUMING,
+            failures=0,
+            message="",
+            updated_at=timezone.now(),
+        ):
+            raise ValidationError("Only a stopped service can be resumed.")
+        service.refresh_from_db()
+        _add_instances(service, service.revision, replicas)
+        events.emit(service, events.SCALED, f"resuming with {replicas} instance(s)")
+        record(
+            actor=actor,
+            action="ems:ResumeService",
+            resource=service.resource_name,
+            detail={"replicas": replicas},
+        )
+        _enqueue(service)
+    return service
+
+
+def service_scale(*, actor, service: Service, replicas: int) -> Service:
+    authz.check(actor, "ems:ScaleService", service)
+    if not 1 <= int(replicas) <= MAX_REPLICAS:
+        raise ValidationError({"replicas": f"The instance count is 1 to {MAX_REPLICAS}."})
+    with transaction.atomic():
+        service = Service.objects.get(pk=service.pk)
+        if service.desired != Service.RUN:
+            raise ValidationError("Resume the service before scaling it.")
+        current = service.instances.filter(state__in=Instance.ACTIVE, revision=service.revision)
+        extra = int(replicas) - current.count()
+        if extra > 0 and service.status != Service.FAILED:
+            _add_instances(service, service.revision, extra)
+        changes = {"replicas": int(replicas)}
+        if service.status == Service.FAILED:
+            changes.update(status=Service.DEPLOYING, failures=0, message="")
+        _set(service, **changes)
+        events.emit(service, events.SCALED, f"scaled to {replicas} instance(s)")
+        record(
+            actor=actor,
+            action="ems:ScaleService",
+            resource=service.resource_name,
+            detail={"replicas": int(replicas)},
+        )
+        _enqueue(service)
+    return service
+
+
+def _roll(
+    *,
+    actor,
+    service: Service,
+    version,
+    size: InstanceSize | None,
+    reason: str,
+    action: str,
+    base: Revision | None = None,
+) -> Service:
+    with transaction.atomic():
+        service = Service.objects.select_related("group", "revision").get(pk=service.pk)
+        if service.desired == Service.DELETE:
+            raise ValidationError("The service is being deleted.")
+        base = base or service.revision
+        if size is None:
+            fields = {
+                "cpu_millicores": base.cpu_millicores,
+                "memory_mib": base.memory_mib,
+                "gpus": base.gpus,
+                "quota_type": base.quota_type,
+                "quota_count": base.quota_count,
+            }
+            triple = base.size
+        else:
+            fields, triple = _size(service.group, size, version.runtime)
+        scheduling.check_fits_group(service.group, triple)
+        revision = _new_revision(
+            service, version=version, fields=fields, reason=reason, actor=actor
+        )
+        running = service.desired == Service.RUN
+        _set(
+            service,
+            revision=revision,
+            failures=0,
+            message="",
+            status=Service.UPDATING if running else service.status,
+        )
+        events.emit(service, events.UPDATING, f"{reason} to {version} (revision {revision.number})")
+        record(
+            actor=actor,
+            action=action,
+            resource=service.resource_name,
+            detail={"version": str(version), "revision": revision.number},
+        )
+        _enqueue(service)
+    return service
+
+
+def service_update(
+    *, actor, service: Service, version, size: InstanceSize | None = None
+) -> Service:
+    authz.check(actor, "ems:UpdateService", service)
+    if version.config_id != service.config_id:
+        raise ValidationError({"version": "Pick a version of the service's own config."})
+    _check_version(actor, version)
+    return _roll(
+        actor=actor,
+        service=service,
+        version=version,
+        size=size,
+        reason="update",
+        action="ems:UpdateService",
+    )
+
+
+def service_rollback(*, actor, service: Service) -> Service:
+    authz.check(actor, "ems:RollbackService", service)
+    current = service.revision
+    previous = (
+        service.revisions.filter(number__lt=current.number)
+        .exclude(
+            version_id=current.version_id,
+            cpu_millicores=current.cpu_millicores,
+            memory_mib=current.memory_mib,
+            gpus=current.gpus,
+        )
+        .order_by("-number")
+        .first()
+    )
+    if previous is None:
+        raise ValidationError("There is no earlier revision to roll back to.")
+    return _roll(
+        actor=actor,
+        service=service,
+        version=previous.version,
+        size=None,
+        reason="rollback",
+        action="ems:RollbackService",
+        base=previous,
+    )
+
+
+def service_delete(*, actor, service: Service) -> None:
+    authz.check(actor, "ems:DeleteService", service)
+    with transaction.atomic():
+        if not Service.objects.filter(pk=service.pk, deleted_at__isnull=True).update(
+            desired=Service.DELETE,
+            deleted_at=timezone.now(),
+            status=Service.STOPPING,
+            updated_at=timezone.now(),
+        ):
+            raise ValidationError("The service is already deleted.")
+        service.instances.filter(state__in=Instance.ACTIVE).update(state=Instance.STOPPING)
+        events.emit(service, events.STOPPED, "delete requested")
+        record(actor=actor, action="ems:DeleteService", resource=service.resource_name)
+        _enqueue(service)

@@ -1,0 +1,79 @@
+"""Helpers for the serving tests: runtime images, world-readable temp folders, predictions."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ANGEL_MODEL = Path("/work/shared/testdata/models/angel/lr/lr-model")
+
+
+def angel_model() -> Path:
+    if not ANGEL_MODEL.is_dir():
+        import pytest
+
+        pytest.skip(f"{ANGEL_MODEL} is missing")
+    return ANGEL_MODEL
+
+
+def open_tmp(prefix: str = "ems-sv-") -> Path:
+    """A temp folder the runtime containers' user (uid 10001) can traverse."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+def build_image(runtime: str) -> str:
+    result = subprocess.run(
+        [str(ROOT / "runtimes" / "build-images"), runtime],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"building {runtime} failed: {result.stderr[-2000:]}")
+    return result.stdout.strip().splitlines()[-1]
+
+
+def get_json(url: str, timeout: float = 5.0):
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def post_json(url: str, body, timeout: float = 30.0):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

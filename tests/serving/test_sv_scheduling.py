@@ -1,0 +1,64 @@
+"""Capacity claims: concurrent deploys never overcommit a node; releases happen once."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection
+
+from serving import scheduling
+from serving.models import Node
+from tests.serving.conftest import make_group
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_claims_never_overcommit(serving_env):
+    group = make_group(cpu=3000, memory=100_000, nodes=2)  # room for 3 + 3 instances of 1 core
+    won, lost, errors = [], [], []
+    barrier = threading.Barrier(10)
+
+    def claim():
+        try:
+            barrier.wait()
+            node = scheduling.claim(group, (1000, 512, 0))
+            won.append(node.name)
+        except scheduling.InsufficientResources as exc:
+            lost.append(exc.message)
+        except Exception as exc:  # pragma: no cover - shown in the assertion
+            errors.append(repr(exc))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claim) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert len(won) == 6 and len(lost) == 4
+    assert all("insufficient resources: needs 1000m CPU" in message for message in lost)
+    for node in Node.objects.filter(group=group):
+        assert node.claimed_cpu_millicores == 3000 <= node.capacity_cpu_millicores
+        assert node.claimed_memory_mib == 1536
+
+
+def test_claims_spread_and_refuse_clearly(serving_env):
+    group = make_group(cpu=2000, memory=4096, nodes=2)
+    first = scheduling.claim(group, (1000, 1024, 0))
+    second = scheduling.claim(group, (1000, 1024, 0))
+    assert first.pk != second.pk  # the node with the most free CPU first
+    with pytest.raises(scheduling.InsufficientResources, match=r"needs 1 GPU, the group .* has 0"):
+        scheduling.claim(group, (1000, 1024, 1))
+    with pytest.raises(scheduling.InsufficientResources, match="largest node"):
+        scheduling.claim(group, (4000, 1024, 0))
+    scheduling.claim(group, (1000, 1024, 0))
+    scheduling.claim(group, (1000, 1024, 0))
+    with pytest.raises(scheduling.InsufficientResources) as info:
+        scheduling.claim(group, (1000, 1024, 0))
+    assert "needs 1000m CPU, 1024 MiB memory, free 0m CPU, 2048 MiB memory" in info.value.message
+
+
+def test_public_quota_sizes():
+    assert scheduling.quota_size("cpu", 2) == (2000, 4096, 0)
+    assert scheduling.quota_size("gpu", 1) == (4000, 16384, 1)
