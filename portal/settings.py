@@ -120,6 +120,17 @@ if EMS_STORAGE_BACKEND == "s3" and not EMS_S3_ENDPOINT_URL:
     raise ImproperlyConfigured(
         "EMS_STORAGE_BACKEND=s3 needs EMS_S3_ENDPOINT_URL (e.g. https://cos.ap-beijing.myqcloud.com)."
     )
+# Model uploads (models_repo.uploads): the request size limit (over it: 413) and the zip-bomb caps.
+EMS_UPLOAD_MAX_BYTES = env.int("EMS_UPLOAD_MAX_BYTES", 2 * 1024**3, minimum=1024)
+EMS_UPLOAD_ZIP_MAX_TOTAL_BYTES = env.int(
+    "EMS_UPLOAD_ZIP_MAX_TOTAL_BYTES", 4 * 1024**3, minimum=1024
+)
+EMS_UPLOAD_ZIP_MAX_ENTRIES = env.int("EMS_UPLOAD_ZIP_MAX_ENTRIES", 10000, minimum=1)
+EMS_UPLOAD_ZIP_MAX_RATIO = env.int("EMS_UPLOAD_ZIP_MAX_RATIO", 200, minimum=2)
+# A folder upload sends one file part and one "paths" field per file.
+EMS_UPLOAD_MAX_FILES = env.int("EMS_UPLOAD_MAX_FILES", 2000, minimum=1)
+DATA_UPLOAD_MAX_NUMBER_FILES = EMS_UPLOAD_MAX_FILES
+DATA_UPLOAD_MAX_NUMBER_FIELDS = EMS_UPLOAD_MAX_FILES + 1000
 EMS_RUNTIME_BACKEND = env.choice(
     "EMS_RUNTIME_BACKEND", ("docker", "process", "kubernetes"), "process"
 )
@@ -127,6 +138,13 @@ EMS_GATEWAY_URL = env.url(
     "EMS_GATEWAY_URL", schemes=("http", "https"), default="http://127.0.0.1:8080"
 )
 EMS_GATEWAY_DOMAIN = env.str("EMS_GATEWAY_DOMAIN", default="ems.localhost")
+# Serving (serving/): the nodes' model cache, reconciler limits.
+EMS_MODEL_CACHE_DIR = Path(
+    env.str("EMS_MODEL_CACHE_DIR", default=str(DATA_DIR / "model-cache"))
+).resolve()
+EMS_SERVING_MAX_FAILURES = env.int("EMS_SERVING_MAX_FAILURES", 3, minimum=1, maximum=100)
+EMS_SERVING_START_TIMEOUT = env.int("EMS_SERVING_START_TIMEOUT", 300, minimum=5, maximum=3600)
+EMS_SERVING_STOP_GRACE = env.int("EMS_SERVING_STOP_GRACE", 10, minimum=0, maximum=600)
 
 
 def _secrets_key() -> str:
@@ -181,6 +199,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.actor.ActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -205,7 +224,7 @@ TEMPLATES = [
 ]
 
 AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",
+    "accounts.backends.EmsBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
@@ -214,7 +233,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "accounts:dashboard"
+LOGOUT_REDIRECT_URL = "home"
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ems-portal@localhost")
 
@@ -232,8 +253,12 @@ STORAGES = {
 
 # --- REST API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.api.authentication.ApiKeyAuthentication",
+        "accounts.api.authentication.ActorSessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "EXCEPTION_HANDLER": "accounts.api.exceptions.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [

@@ -4,12 +4,17 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts.tenant_admin import tenant_admin_site
 from portal import views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("tenant-admin/", tenant_admin_site.urls),
+    path("accounts/", include("accounts.urls")),
+    path("models/", include("models_repo.urls")),
+    path("services/", include("serving.urls")),
     path("api/v1/", include("portal.api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

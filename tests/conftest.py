@@ -8,6 +8,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+# The accounts fixtures need Django: load them only where pytest-django has configured it, so
+# the Django-free suites (runtimes, conformance, gateway) also run with `-p no:django`.
+pytest_plugins = ["tests.fixtures_accounts"] if os.environ.get("DJANGO_SETTINGS_MODULE") else []
+
 REQUIRE_SERVICES = os.environ.get("EMS_REQUIRE_SERVICES", "").lower() in {"1", "true", "yes"}
 
 
