@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from runtimes.batching import Batcher
 from runtimes.errors import ApiError, BadRequest, NotFound, Unavailable
 from runtimes.loaders.base import Model
 from runtimes.metrics import Metrics
@@ -65,9 +66,12 @@ def status_body(served: ServedModel) -> dict[str, Any]:
 class RuntimeApp:
     """Routes, metrics and the worker pool around one served model version."""
 
-    def __init__(self, served: ServedModel, pool: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, served: ServedModel, pool: ThreadPoolExecutor, batcher: Batcher | None = None
+    ) -> None:
         self.served = served
         self.pool = pool
+        self.batcher = batcher
         self.metrics = Metrics()
 
     def build(self) -> web.Application:
@@ -155,7 +159,11 @@ class RuntimeApp:
                 raise BadRequest(f"malformed JSON in request body: {exc}") from None
             if not isinstance(body, dict):
                 raise BadRequest("the request body must be a JSON object")
-            result = getattr(model, verb)(body)
+            if self.batcher is not None and verb == "predict":
+                with self.batcher.arrival():
+                    result = model.predict(body)
+            else:
+                result = getattr(model, verb)(body)
             return 200, orjson.dumps(result, option=DUMP_OPTIONS)
         except ApiError as exc:
             return exc.status, error_body(exc.message)

@@ -30,6 +30,8 @@ LATENCY_BUCKETS = (
     10.0,
 )
 
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
 
 class Metrics:
     """Request counts and latency by model, version, verb and HTTP status."""
@@ -51,6 +53,12 @@ class Metrics:
         )
         self.in_flight = Gauge(
             "ems_runtime_requests_in_flight", "Requests being answered", registry=self.registry
+        )
+        self.batch_size = Histogram(
+            "ems_runtime_batch_size",
+            "Rows per model call (adaptive batching merges concurrent requests)",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
         )
         self.ready = Gauge(
             "ems_runtime_model_available", "1 once the model is warm", registry=self.registry

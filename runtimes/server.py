@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -20,6 +21,7 @@ from aiohttp import web
 
 from runtimes import RUNTIMES
 from runtimes.app import RuntimeApp, ServedModel
+from runtimes.batching import Batcher
 from runtimes.cpus import available_cpus
 from runtimes.errors import ModelLoadError
 from runtimes.loaders import load_model
@@ -28,26 +30,64 @@ from runtimes.versions import resolve_version
 log = logging.getLogger("runtimes.server")
 
 DRAIN_SECONDS = 30.0
+BATCHING_RUNTIMES = ("tfserving", "openvino")
+DEFAULT_MAX_BATCH = 32
+DEFAULT_MAX_WAIT_MS = 2.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m runtimes.server", description=__doc__)
-    parser.add_argument("--runtime", required=True, choices=RUNTIMES)
+    # The runtime images set EMS_RUNTIME, so `docker run IMAGE --model-dir ...` needs no flag.
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=os.environ.get("EMS_RUNTIME") or None,
+        required=not os.environ.get("EMS_RUNTIME"),
+    )
     parser.add_argument("--model-dir", required=True, help="model folder or numbered versions")
     parser.add_argument("--model-name", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--threads", type=int, default=0, help="worker threads (0: CPU quota)")
+    parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=DEFAULT_MAX_BATCH,
+        help="adaptive batching of row requests for tfserving/openvino: most rows per model "
+        f"call (0 or 1: off; default {DEFAULT_MAX_BATCH})",
+    )
+    parser.add_argument(
+        "--max-batch-wait-ms",
+        type=float,
+        default=DEFAULT_MAX_WAIT_MS,
+        help="longest a batch waits for more requests while others are arriving "
+        f"(default {DEFAULT_MAX_WAIT_MS} ms)",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
 
-def load(served: ServedModel, runtime: str, version_path: object, threads: int) -> None:
+def load(
+    served: ServedModel,
+    runtime: str,
+    version_path: object,
+    threads: int,
+    rt: RuntimeApp,
+    args: argparse.Namespace,
+) -> None:
     """Load and warm up in a worker thread; state flips to AVAILABLE only when both succeed."""
     started = time.perf_counter()
     model = load_model(runtime, version_path, threads)  # type: ignore[arg-type]
     loaded = time.perf_counter()
     model.warmup()
+    if rt.batcher is None and runtime in BATCHING_RUNTIMES and args.max_batch_size > 1:
+        rt.batcher = Batcher(
+            model.run,  # type: ignore[attr-defined]
+            max_batch=args.max_batch_size,
+            max_wait_s=args.max_batch_wait_ms / 1000,
+            observe=rt.metrics.batch_size.observe,
+        )
+        model.batcher = rt.batcher  # type: ignore[attr-defined]
     served.model = model
     served.state = "AVAILABLE"
     log.info(
@@ -63,7 +103,11 @@ async def serve(args: argparse.Namespace) -> int:
     version = resolve_version(args.model_dir)
     threads = args.threads or available_cpus()
     served = ServedModel(args.model_name, version.version)
-    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="model")
+    # With batching, request threads wait in the batcher while one thread runs the model, so
+    # the pool needs room for a whole batch of waiting requests besides the CPU-bound ones.
+    batching = args.runtime in BATCHING_RUNTIMES and args.max_batch_size > 1
+    workers = threads + args.max_batch_size if batching else threads
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="model")
     rt = RuntimeApp(served, pool)
     runner = web.AppRunner(rt.build(), access_log=None, shutdown_timeout=DRAIN_SECONDS)
     await runner.setup()
@@ -83,7 +127,9 @@ async def serve(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loading = loop.run_in_executor(pool, load, served, args.runtime, version.path, threads)
+    loading = loop.run_in_executor(
+        pool, load, served, args.runtime, version.path, threads, rt, args
+    )
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
     code = 0
@@ -100,6 +146,8 @@ async def serve(args: argparse.Namespace) -> int:
         log.info("SIGTERM: no new connections, finishing in-flight requests")
     await runner.cleanup()  # closes the listener, then waits for running handlers
     pool.shutdown(wait=True, cancel_futures=True)
+    if rt.batcher is not None:
+        rt.batcher.stop()
     if served.model is not None:
         served.model.close()
     log.info("stopped")

@@ -33,6 +33,7 @@ class RunningServer:
         threads: int = 1,
         timeout: float = 120.0,
         extra_env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.port = free_port()
         self.name = name
@@ -53,6 +54,7 @@ class RunningServer:
             str(self.port),
             "--threads",
             str(threads),
+            *(extra_args or []),
         ]
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None

@@ -107,8 +107,23 @@ def outputs_to_columns(outputs: dict[str, np.ndarray]) -> Any:
     return {name: to_json(arr, name) for name, arr in outputs.items()}
 
 
+def batchable(sig: Signature) -> bool:
+    """Row requests of ``sig`` can be concatenated: every input has a free dimension 0."""
+    return bool(sig.inputs) and all(
+        spec.shape is not None and len(spec.shape) > 0 and spec.shape[0] is None
+        for spec in sig.inputs.values()
+    )
+
+
 class TensorModel(Model):
-    """A model of named tensors; subclasses implement :meth:`run` (the model-call seam)."""
+    """A model of named tensors; subclasses implement :meth:`run` (the model-call seam).
+
+    Row-format requests go through ``self.batcher`` when the server enables adaptive batching
+    (see :mod:`runtimes.batching`) and the signature has a free batch dimension; columnar
+    requests have no batch rules and always run alone.
+    """
+
+    batcher: Any = None
 
     @abstractmethod
     def run(self, signature: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -121,7 +136,8 @@ class TensorModel(Model):
             raise BadRequest('request has both "instances" and "inputs": send only one')
         if has_rows:
             feeds, batch = rows_to_feeds(body["instances"], sig)
-            return {"predictions": outputs_to_rows(self.run(sig_name, feeds), batch)}
+            run = self.batcher.run if self.batcher is not None and batchable(sig) else self.run
+            return {"predictions": outputs_to_rows(run(sig_name, feeds), batch)}
         if has_cols:
             feeds = columns_to_feeds(body["inputs"], sig)
             return {"outputs": outputs_to_columns(self.run(sig_name, feeds))}

@@ -1,0 +1,183 @@
+"""Adaptive batching: concurrent row-format requests merged into one model call.
+
+Request threads hand their already parsed inputs to :meth:`Batcher.run` and block; one batching
+thread takes what is queued, concatenates compatible requests along dimension 0 (same
+signature, input names, dtypes and trailing shapes), calls the model once and hands each caller
+exactly its own rows back.
+
+The policy is adaptive rather than a fixed timer: the batch closes as soon as it holds
+``max_batch`` rows, or no other request is on its way (every request the server has accepted
+for the model is already queued), or ``max_wait`` has passed since its first request arrived.
+So a lone request at concurrency 1 runs at once and pays no waiting, while under load requests
+that arrive while the model is busy accumulate into the next batch.
+
+If a merged call fails, each request of the batch is run alone, so a request the model rejects
+fails alone and the others still get their answers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+RunFn = Callable[[str, dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+@dataclass
+class _Item:
+    signature: str
+    feeds: dict[str, np.ndarray]
+    rows: int
+    key: tuple[Any, ...]
+    arrived: float
+    done: threading.Event = field(default_factory=threading.Event)
+    outputs: dict[str, np.ndarray] | None = None
+    error: BaseException | None = None
+
+
+def batch_key(signature: str, feeds: dict[str, np.ndarray]) -> tuple[Any, ...]:
+    """Requests with equal keys can be concatenated along dimension 0."""
+    return (
+        signature,
+        tuple(sorted((name, arr.dtype.str, arr.shape[1:]) for name, arr in feeds.items())),
+    )
+
+
+class Batcher:
+    """Merges concurrent calls of one model; ``observe(rows)`` records each model call's size."""
+
+    def __init__(
+        self,
+        run: RunFn,
+        *,
+        max_batch: int,
+        max_wait_s: float,
+        observe: Callable[[int], None] | None = None,
+    ) -> None:
+        if max_batch < 2:
+            raise ValueError("a batcher needs max_batch >= 2")
+        self._run = run
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self._observe = observe or (lambda rows: None)
+        self._cond = threading.Condition()
+        self._queue: list[_Item] = []
+        self._arriving = 0
+        self._local = threading.local()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name="batcher", daemon=True)
+        self._thread.start()
+
+    # --- request threads ---------------------------------------------------------------------
+
+    @contextmanager
+    def arrival(self) -> Iterator[None]:
+        """Announce a request that may reach :meth:`run` soon (it is being parsed), so an
+        open batch waits for it instead of closing early."""
+        with self._cond:
+            self._arriving += 1
+        self._local.announced = True
+        try:
+            yield
+        finally:
+            if getattr(self._local, "announced", False):
+                self._local.announced = False
+                with self._cond:
+                    self._arriving -= 1
+                    self._cond.notify()
+
+    def run(self, signature: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Queue one request's inputs, wait for its batch, return its own rows of the outputs."""
+        rows = int(next(iter(feeds.values())).shape[0]) if feeds else 0
+        item = _Item(signature, feeds, rows, batch_key(signature, feeds), time.monotonic())
+        with self._cond:
+            if self._stopped:
+                raise RuntimeError("the batcher is stopped")
+            if getattr(self._local, "announced", False):
+                self._local.announced = False
+                self._arriving -= 1
+            self._queue.append(item)
+            self._cond.notify()
+        item.done.wait()
+        if item.error is not None:
+            raise item.error
+        assert item.outputs is not None
+        return item.outputs
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join(timeout=30)
+
+    # --- the batching thread -----------------------------------------------------------------
+
+    def _take_batch(self) -> list[_Item] | None:
+        with self._cond:
+            while not self._queue:
+                if self._stopped:
+                    return None
+                self._cond.wait()
+            first = self._queue[0]
+            deadline = first.arrived + self.max_wait_s
+            while True:
+                batch, rows = self._compatible(first)
+                if rows >= self.max_batch or self._arriving <= 0:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            for item in batch:
+                self._queue.remove(item)
+            return batch
+
+    def _compatible(self, first: _Item) -> tuple[list[_Item], int]:
+        batch, rows = [first], first.rows
+        for item in self._queue[1:]:
+            if item.key == first.key and rows + item.rows <= self.max_batch:
+                batch.append(item)
+                rows += item.rows
+        return batch, rows
+
+    def _loop(self) -> None:
+        while (batch := self._take_batch()) is not None:
+            self._execute(batch)
+
+    def _execute(self, batch: list[_Item]) -> None:
+        if len(batch) == 1:
+            self._run_alone(batch[0])
+            return
+        total = sum(item.rows for item in batch)
+        try:
+            merged = {
+                name: np.concatenate([item.feeds[name] for item in batch])
+                for name in batch[0].feeds
+            }
+            self._observe(total)
+            outputs = self._run(batch[0].signature, merged)
+            if any(np.ndim(arr) == 0 or np.shape(arr)[0] != total for arr in outputs.values()):
+                raise ValueError("an output is not batched along dimension 0")
+        except Exception:  # the merged call failed: every request gets its own outcome
+            for item in batch:
+                self._run_alone(item)
+            return
+        offset = 0
+        for item in batch:
+            item.outputs = {name: arr[offset : offset + item.rows] for name, arr in outputs.items()}
+            offset += item.rows
+            item.done.set()
+
+    def _run_alone(self, item: _Item) -> None:
+        try:
+            self._observe(item.rows)
+            item.outputs = self._run(item.signature, item.feeds)
+        except BaseException as exc:  # handed to the request's own thread, which raises it
+            item.error = exc
+        item.done.set()

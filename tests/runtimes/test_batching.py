@@ -1,0 +1,153 @@
+"""Adaptive batching: concurrent requests merged into one model call, each caller gets exactly
+its own rows, a request the model rejects fails alone, a lone request does not wait."""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from runtimes.batching import Batcher, batch_key
+from runtimes.examples.flower import CLASSES
+from runtimes.testing import RunningServer
+
+
+def _double(calls: list[int]):
+    def run(signature, feeds):
+        x = feeds["x"]
+        calls.append(x.shape[0])
+        time.sleep(0.01)  # a model call long enough for others to queue behind it
+        if np.isnan(x).any():
+            raise ValueError("NaN in input")
+        return {"y": x * 2, "row_sum": x.sum(axis=1)}
+
+    return run
+
+
+def test_concurrent_calls_are_merged_and_split_back():
+    calls: list[int] = []
+    batcher = Batcher(_double(calls), max_batch=32, max_wait_s=0.05)
+    try:
+        with ThreadPoolExecutor(32) as pool:
+
+            def one(i):
+                with batcher.arrival():
+                    x = np.full((1 + i % 3, 4), float(i), dtype=np.float32)
+                    return i, batcher.run("serving_default", {"x": x})
+
+            results = list(pool.map(one, range(32)))
+    finally:
+        batcher.stop()
+    for i, out in results:
+        assert out["y"].shape == (1 + i % 3, 4)
+        assert np.all(out["y"] == 2.0 * i)
+        assert np.all(out["row_sum"] == 4.0 * i)
+    assert max(calls) > 1
+    assert sum(calls) == sum(1 + i % 3 for i in range(32))
+    assert all(rows <= 32 for rows in calls)
+
+
+def test_a_rejected_request_fails_alone():
+    calls: list[int] = []
+    batcher = Batcher(_double(calls), max_batch=32, max_wait_s=0.2)
+    barrier = threading.Barrier(8)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+
+            def one(i):
+                with batcher.arrival():
+                    barrier.wait()
+                    value = np.nan if i == 3 else float(i)
+                    try:
+                        return batcher.run("s", {"x": np.full((1, 2), value)})["y"][0, 0]
+                    except ValueError as exc:
+                        return str(exc)
+
+            results = list(pool.map(one, range(8)))
+    finally:
+        batcher.stop()
+    assert results[3] == "NaN in input"
+    assert [r for i, r in enumerate(results) if i != 3] == [2.0 * i for i in range(8) if i != 3]
+
+
+def test_a_lone_request_does_not_wait_for_the_window():
+    calls: list[int] = []
+    batcher = Batcher(lambda s, f: (calls.append(1), {"y": f["x"]})[1], max_batch=32, max_wait_s=1)
+    try:
+        with batcher.arrival():
+            started = time.monotonic()
+            batcher.run("s", {"x": np.ones((1, 1))})
+            elapsed = time.monotonic() - started
+    finally:
+        batcher.stop()
+    assert elapsed < 0.5  # the 1 s window is not waited out when nobody else is coming
+
+
+def test_only_same_signature_and_shape_merge():
+    a = batch_key("s", {"x": np.zeros((3, 4), np.float32)})
+    assert a == batch_key("s", {"x": np.zeros((1, 4), np.float32)})
+    assert a != batch_key("t", {"x": np.zeros((1, 4), np.float32)})
+    assert a != batch_key("s", {"x": np.zeros((1, 5), np.float32)})
+    assert a != batch_key("s", {"x": np.zeros((1, 4), np.float64)})
+
+
+def _batch_histogram(metrics: str) -> dict[str, float]:
+    return {
+        le: float(count)
+        for le, count in re.findall(r'ems_runtime_batch_size_bucket\{le="([^"]+)"\} (\S+)', metrics)
+    }
+
+
+@pytest.mark.integration
+def test_flower_server_batches_32_distinct_concurrent_requests(examples_dir):
+    pictures = {c: (examples_dir / f"flower/sample_{c}.jpg").read_bytes() for c in CLASSES}
+    bodies = []
+    for i in range(32):
+        cls = CLASSES[i % len(CLASSES)]
+        if i == 13:
+            bodies.append(
+                ({"instances": [{"b64": base64.b64encode(b"not a jpeg").decode()}]}, None)
+            )
+        else:
+            bodies.append(({"instances": [{"b64": base64.b64encode(pictures[cls]).decode()}]}, cls))
+    args = ["--max-batch-size", "32", "--max-batch-wait-ms", "20"]
+    with RunningServer("tfserving", examples_dir / "flower", threads=2, extra_args=args) as srv:
+        with ThreadPoolExecutor(32) as pool:
+            answers = list(
+                pool.map(lambda b: srv.request("POST", "/v1/models/m:predict", b[0]), bodies)
+            )
+        metrics = srv.request("GET", "/metrics")[1]
+    for (status, body), (_, want) in zip(answers, bodies, strict=True):
+        if want is None:
+            assert status == 400, body
+            assert "error" in body
+        else:
+            assert status == 200, body
+            assert body["predictions"][0]["classes"] == want
+    histogram = _batch_histogram(metrics)
+    assert histogram["+Inf"] < 32  # fewer model calls than requests...
+    assert histogram["1.0"] < histogram["+Inf"]  # ...because at least one held several rows
+
+
+@pytest.mark.integration
+def test_batching_off_calls_the_model_once_per_request(examples_dir):
+    request = {
+        "instances": [
+            {"b64": base64.b64encode((examples_dir / "flower/flower.jpg").read_bytes()).decode()}
+        ]
+    }
+    with RunningServer(
+        "tfserving", examples_dir / "flower", threads=2, extra_args=["--max-batch-size", "0"]
+    ) as srv:
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(
+                pool.map(lambda _: srv.request("POST", "/v1/models/m:predict", request), range(8))
+            )
+        metrics = srv.request("GET", "/metrics")[1]
+    assert all(status == 200 for status, _ in answers)
+    assert _batch_histogram(metrics).get("+Inf", 0.0) == 0.0  # the batcher never ran
