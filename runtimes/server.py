@@ -171,5 +171,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def exit_now(code: int) -> None:
+    """Exit without interpreter teardown once the server has drained: an embedded JVM (PMML)
+    waits on its own threads at exit and TensorFlow's teardown is slow; neither holds state
+    that needs saving."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

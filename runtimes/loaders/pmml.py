@@ -70,6 +70,16 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, SCALAR_TYPES) else str(value)
 
 
+def _start_jvm() -> None:
+    """Start the in-process JVM with -Xrs: without it the JVM installs its own SIGTERM handler,
+    which exits the process at once instead of letting the server drain in-flight requests."""
+    import jpype
+    from jpmml_evaluator import _classpath
+
+    if not jpype.isJVMStarted():
+        jpype.startJVM("-Xrs", classpath=_classpath(user_classpath=[]))
+
+
 class PmmlModel(RecordModel):
     """One PMML document evaluated by JPMML-Evaluator."""
 
@@ -87,6 +97,7 @@ class PmmlModel(RecordModel):
                 f"the PMML runtime needs jpmml_evaluator and JPype1: {exc}"
             ) from None
         try:
+            _start_jvm()
             self.evaluator = make_evaluator(str(self.file), backend=JPypeBackend()).verify()
         except Exception as exc:  # JavaError, JVM start failures
             raise ModelLoadError(f"JPMML cannot load {self.file.name}: {exc}") from None
