@@ -22,7 +22,9 @@ export EMS_WEB_BIND
 run: setup
 	@echo
 	@echo "EMS Portal:   http://$(EMS_WEB_BIND)/"
-	@echo "Operator:     http://$(EMS_WEB_BIND)/admin/   login: operator / ems-demo-operator"
+	@echo "Tenant login: http://$(EMS_WEB_BIND)/accounts/login/   demo / ems-demo-tenant"
+	@echo "Operator:     http://$(EMS_WEB_BIND)/admin/   operator / ems-demo-operator"
+	@echo "Gateway:      $${EMS_GATEWAY_URL:-http://127.0.0.1:8080}/<service id>/v1/models/m:predict"
 	@echo "Health:       http://$(EMS_WEB_BIND)/healthz"
 	@echo
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/honcho start

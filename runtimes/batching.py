@@ -29,7 +29,7 @@ import numpy as np
 RunFn = Callable[[str, dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
-@dataclass
+@dataclass(eq=False)  # identity: the queue removes exactly this item, never compares arrays
 class _Item:
     signature: str
     feeds: dict[str, np.ndarray]
@@ -148,7 +148,13 @@ class Batcher:
 
     def _loop(self) -> None:
         while (batch := self._take_batch()) is not None:
-            self._execute(batch)
+            try:
+                self._execute(batch)
+            except BaseException as exc:  # never leave a caller waiting on a dead thread
+                for item in batch:
+                    if not item.done.is_set():
+                        item.error = exc
+                        item.done.set()
 
     def _execute(self, batch: list[_Item]) -> None:
         if len(batch) == 1:

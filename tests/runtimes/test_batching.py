@@ -75,6 +75,29 @@ def test_a_rejected_request_fails_alone():
     assert [r for i, r in enumerate(results) if i != 3] == [2.0 * i for i in range(8) if i != 3]
 
 
+def test_incompatible_requests_wait_for_their_own_batch():
+    """A batch may take items from the middle of the queue; the others stay queued intact."""
+    calls: list[int] = []
+    batcher = Batcher(_double(calls), max_batch=32, max_wait_s=1.0)
+    widths = [4, 5, 4, 5, 4]
+    barrier = threading.Barrier(len(widths))
+    try:
+        with ThreadPoolExecutor(len(widths)) as pool:
+
+            def one(i):
+                with batcher.arrival():
+                    barrier.wait()
+                    x = np.full((1, widths[i]), float(i))
+                    return batcher.run("s", {"x": x})["y"]
+
+            results = list(pool.map(one, range(len(widths))))
+    finally:
+        batcher.stop()
+    for i, y in enumerate(results):
+        assert y.shape == (1, widths[i]) and np.all(y == 2.0 * i)
+    assert sorted(calls) == [2, 3]  # the width-5 pair and the width-4 triple, one call each
+
+
 def test_a_lone_request_does_not_wait_for_the_window():
     calls: list[int] = []
     batcher = Batcher(lambda s, f: (calls.append(1), {"y": f["x"]})[1], max_batch=32, max_wait_s=1)
