@@ -132,9 +132,16 @@ def validate(document) -> dict:
     return {"version": version or "1.0", "statement": normalized}
 
 
+def _as_list(value) -> list:
+    return [value] if isinstance(value, str) else list(value or ())
+
+
 def statement_matches(statement: dict, action: str, resource: str) -> bool:
-    return any(action_matches(p, action) for p in statement["action"]) and any(
-        resource_matches(p, resource) for p in statement["resource"]
+    # Documents are normalized by the policy services, but a row written another way may hold
+    # a single string where a list belongs (as IAM allows): it must still match, not silently
+    # match nothing.
+    return any(action_matches(p, action) for p in _as_list(statement.get("action"))) and any(
+        resource_matches(p, resource) for p in _as_list(statement.get("resource"))
     )
 
 
@@ -147,7 +154,7 @@ def evaluate(policies, action: str, resource: str):
         for statement in document.get("statement", ()):
             if not statement_matches(statement, action, resource):
                 continue
-            if statement["effect"] == "deny":
+            if str(statement.get("effect", "")).lower() == "deny":
                 return False, statement, name
             if allow is None:
                 allow = (True, statement, name)

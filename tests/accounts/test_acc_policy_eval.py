@@ -229,3 +229,15 @@ def test_decisions_are_cached_per_actor(member, django_assert_num_queries):
         for _ in range(5):
             authz.is_allowed(member, "ems:StopService", name)
             authz.is_allowed(member, "ems:ResumeService", name)
+
+
+def test_a_stored_document_with_strings_instead_of_lists_still_matches():
+    """A document written around the policy services (IAM allows a bare string) must not
+    silently match nothing: an explicit deny written that way still denies."""
+    from accounts.policy import evaluate
+
+    deny = {"statement": [{"effect": "Deny", "action": "ems:DeleteService", "resource": "*"}]}
+    allow = {"statement": [{"effect": "allow", "action": ["ems:*"], "resource": ["*"]}]}
+    allowed, _, name = evaluate([("a", allow), ("d", deny)], "ems:DeleteService", "x")
+    assert (allowed, name) == (False, "d")
+    assert evaluate([("a", allow), ("d", deny)], "ems:ListServices", "x")[0] is True
