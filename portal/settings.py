@@ -138,6 +138,14 @@ EMS_GATEWAY_URL = env.url(
     "EMS_GATEWAY_URL", schemes=("http", "https"), default="http://127.0.0.1:8080"
 )
 EMS_GATEWAY_DOMAIN = env.str("EMS_GATEWAY_DOMAIN", default="ems.localhost")
+# The route store the control plane publishes to (the gateway reads the same: see
+# serving.routes.store_url_from_env); token rotation grace; how long a stopping instance may
+# wait for the gateways to drain it before SIGTERM.
+EMS_GATEWAY_ROUTES = env.str(
+    "EMS_GATEWAY_ROUTES", default=REDIS_URL or f"file://{DATA_DIR / 'routes.json'}"
+)
+EMS_TOKEN_GRACE_SECONDS = env.int("EMS_TOKEN_GRACE_SECONDS", 3600, minimum=0, maximum=30 * 86400)
+EMS_GATEWAY_DRAIN_TIMEOUT = env.int("EMS_GATEWAY_DRAIN_TIMEOUT", 30, minimum=0, maximum=600)
 # Serving (serving/): the nodes' model cache, reconciler limits.
 EMS_MODEL_CACHE_DIR = Path(
     env.str("EMS_MODEL_CACHE_DIR", default=str(DATA_DIR / "model-cache"))

@@ -11,9 +11,10 @@ from rest_framework.exceptions import APIException
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from accounts import authz
 from accounts.api.permissions import ActionPermission, request_actor
 from models_repo.models import ModelConfigVersion
-from serving import selectors, services
+from serving import access, selectors, services
 from serving.models import Instance, ResourceGroup, Revision, Service, ServiceEvent
 from serving.scheduling import QUOTA_TYPES, InsufficientResources
 
@@ -172,6 +173,61 @@ class LogsSerializer(serializers.Serializer):
     lines = serializers.ListField(child=serializers.CharField())
 
 
+class TokenInfoSerializer(serializers.Serializer):
+    sha256_prefix = serializers.CharField(help_text="First 8 hex digits of the token's SHA-256.")
+    created_at = serializers.DateTimeField()
+    not_after = serializers.DateTimeField(allow_null=True, help_text="End of its grace period.")
+
+
+class InvokeSerializer(serializers.Serializer):
+    service_id = serializers.CharField()
+    status = serializers.CharField()
+    auth_enabled = serializers.BooleanField()
+    address = serializers.CharField(help_text="EMS_GATEWAY_URL/<service id>")
+    host_address = serializers.CharField(help_text="<service id>.<EMS_GATEWAY_DOMAIN>")
+    predict_url = serializers.CharField()
+    token = serializers.CharField(
+        allow_null=True,
+        help_text="Only with ems:DescribeServiceToken (each answer is audited); else null.",
+    )
+    token_visible = serializers.BooleanField()
+    tokens = TokenInfoSerializer(many=True, help_text="Live tokens (hash prefixes only).")
+    curl = serializers.CharField(help_text="The call with TOKEN (or the token, when shown).")
+
+
+class RotateSerializer(serializers.Serializer):
+    grace_seconds = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=30 * 86400,
+        help_text="How long the old token keeps working (default EMS_TOKEN_GRACE_SECONDS).",
+    )
+
+
+class AuthSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField()
+
+
+def invoke_payload(actor, service) -> dict:
+    """Addresses, live tokens, and the token itself when the actor may see it (audited)."""
+    visible = authz.is_allowed(actor, "ems:DescribeServiceToken", service)
+    token = access.service_token_reveal(actor=actor, service=service) if visible else None
+    live = [t for t in service.tokens.filter(revoked_at__isnull=True) if t.is_live()]
+    return {
+        "service_id": service.service_id,
+        "status": service.status,
+        "auth_enabled": service.auth_enabled,
+        **access.addresses(service),
+        "token": token,
+        "token_visible": visible,
+        "tokens": [
+            {"sha256_prefix": t.sha256[:8], "created_at": t.created_at, "not_after": t.not_after}
+            for t in live
+        ],
+        "curl": access.curl_line(service, token),
+    }
+
+
 # --- viewsets -------------------------------------------------------------------------------
 class _Scoped(viewsets.GenericViewSet):
     permission_classes = [IsAuthenticated, ActionPermission]
@@ -239,6 +295,10 @@ class ServiceViewSet(
         "events": "ems:DescribeServiceEvents",
         "instances": "ems:DescribeServiceInstances",
         "logs": "ems:DescribeServiceLogs",
+        "invoke": "ems:DescribeService",
+        "token_rotate": "ems:RotateServiceToken",
+        "token_revoke": "ems:RevokeServiceToken",
+        "auth": "ems:UpdateService",
     }
 
     def get_queryset(self):
@@ -359,6 +419,53 @@ class ServiceViewSet(
         except ValueError:
             tail = 100
         return Response(selectors.logs(service=self.get_object(), tail=tail))
+
+    def _invoke(self, service):
+        service = selectors.services(actor=self.actor(), action="ems:DescribeService").get(
+            pk=service.pk
+        )
+        return Response(InvokeSerializer(invoke_payload(self.actor(), service)).data)
+
+    @extend_schema(responses=InvokeSerializer)
+    @action(detail=True, methods=["get"])
+    def invoke(self, request, *args, **kwargs):
+        """How to call the service: its gateway addresses, the curl line and (with
+        ems:DescribeServiceToken, audited) its token."""
+        return self._invoke(self.get_object())
+
+    @extend_schema(request=RotateSerializer, responses=InvokeSerializer)
+    @action(detail=True, methods=["post"], url_path="tokens/rotate", url_name="token-rotate")
+    def token_rotate(self, request, *args, **kwargs):
+        """A new token; the old one keeps working for the grace period."""
+        service = self.get_object()
+        form = RotateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        access.service_token_rotate(
+            actor=self.actor(),
+            service=service,
+            grace_seconds=form.validated_data.get("grace_seconds"),
+        )
+        return self._invoke(service)
+
+    @extend_schema(request=None, responses=InvokeSerializer)
+    @action(detail=True, methods=["post"], url_path="tokens/revoke", url_name="token-revoke")
+    def token_revoke(self, request, *args, **kwargs):
+        """Every token stops working (once the gateways apply it); a new one is issued."""
+        service = self.get_object()
+        access.service_token_revoke(actor=self.actor(), service=service)
+        return self._invoke(service)
+
+    @extend_schema(request=AuthSerializer, responses=InvokeSerializer)
+    @action(detail=True, methods=["post"])
+    def auth(self, request, *args, **kwargs):
+        """Switch the token check on (a token is issued) or off."""
+        service = self.get_object()
+        form = AuthSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        access.service_set_auth(
+            actor=self.actor(), service=service, enabled=form.validated_data["enabled"]
+        )
+        return self._invoke(service)
 
 
 def register(router) -> None:

@@ -43,8 +43,29 @@ class ServingConfig(AppConfig):
             ),
             Action("ems:DescribeServiceLogs", "Read a service's logs", "service", "read", True),
             Action("ems:DescribeResourceGroups", "List resource groups", "resource-group"),
+            Action(
+                "ems:DescribeServiceToken",
+                "See a service's address and token",
+                "service",
+                "read",
+                True,
+            ),
+            Action("ems:RotateServiceToken", "Rotate a service's token", "service", "write", True),
+            Action(
+                "ems:RevokeServiceToken",
+                "Revoke a service's tokens (a new one is issued)",
+                "service",
+                "write",
+                True,
+            ),
         ]
         register_actions("serving", [a for a in wanted if get_action(a.name) is None])
+
+        from serving import hooks, publish
+
+        hooks.register_instances_listener(publish.publish_service)
+        hooks.register_quiet_pass_listener(publish.publish_service)
+        hooks.register_drain_listener(publish.drain)
         try:
             from models_repo.services import register_in_use_check
         except ImportError:  # pragma: no cover - models_repo without the seam

@@ -366,3 +366,37 @@ class ServiceEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.kind}: {self.message[:60]}"
+
+
+class ServiceToken(TenantOwnedModel):
+    """A secret a caller sends as ``x-Auth-Token``. Only its SHA-256 travels to routes and the
+    gateway; ``secret`` is the token encrypted with ``EMS_SECRETS_KEY`` so holders of
+    ``ems:DescribeServiceToken`` can see it again. A rotated-out token stays valid until
+    ``not_after`` (the grace period); a revoked one (``revoked_at``) is dropped from the route."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="tokens")
+    sha256 = models.CharField(max_length=64, unique=True, editable=False)
+    secret = models.TextField(editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    not_after = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        "accounts.Membership", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    resource_kind = "service"
+
+    class Meta:
+        ordering = ["service_id", "-created_at", "-pk"]
+        indexes = [models.Index(fields=["service", "revoked_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.service.service_id} token {self.sha256[:8]}"
+
+    @property
+    def resource_ident(self) -> str:
+        return self.service.service_id
+
+    def is_live(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.revoked_at is None and (self.not_after is None or self.not_after > now)

@@ -244,6 +244,10 @@ def service_deploy(
             service, version=version, fields=fields, reason="deploy", actor=actor
         )
         _set(service, revision=revision)
+        if auth_enabled:
+            from serving.access import token_issue
+
+            token_issue(service=service, actor=actor)
         instances = _add_instances(service, revision, service.replicas)
         events.emit(
             service,

@@ -14,7 +14,18 @@ from serving import selectors, services
 from serving.forms import DeployForm, ScaleForm, UpdateForm
 from serving.scheduling import InsufficientResources
 
-ACTIONS = ("stop", "resume", "scale", "update", "rollback", "delete")
+ACTIONS = (
+    "stop",
+    "resume",
+    "scale",
+    "update",
+    "rollback",
+    "delete",
+    "rotate-token",
+    "revoke-token",
+    "auth-on",
+    "auth-off",
+)
 
 
 def _actor(request):
@@ -135,6 +146,17 @@ def service_action(request, service_id: str, action: str):
             services.service_delete(actor=actor, service=service)
             messages.success(request, f"Deleting {service.name}.")
             return redirect("serving:service-list")
+        elif action in ("rotate-token", "revoke-token", "auth-on", "auth-off"):
+            from serving import access
+
+            if action == "rotate-token":
+                access.service_token_rotate(actor=actor, service=service)
+            elif action == "revoke-token":
+                access.service_token_revoke(actor=actor, service=service)
+            else:
+                access.service_set_auth(actor=actor, service=service, enabled=action == "auth-on")
+            messages.success(request, f"{action.replace('-', ' ').capitalize()}: done.")
+            return redirect("serving:service-invoke", service_id=service.service_id)
         elif action == "scale":
             form = ScaleForm(request.POST)
             if not form.is_valid():

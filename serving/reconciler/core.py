@@ -39,6 +39,8 @@ def reconcile(service_pk: int) -> str:
         support.drop_lease(service_pk, owner)
     if run.changed:
         hooks.on_instances_changed(run.service)
+    else:  # lets the route publisher repair a publish that failed earlier (Redis was down)
+        hooks.on_quiet_pass(run.service)
     return result
 
 
@@ -120,13 +122,13 @@ class Pass:
     def execute(self) -> str:
         live = self.instances(Instance.LIVE)
         self.remove_orphans(live)
-        for instance in live:
-            if instance.state == Instance.STOPPING:
-                self.stop_instance(instance, Instance.STOPPED, "stopped")
+        stopping = [i for i in live if i.state == Instance.STOPPING]
+        self.drain(stopping)  # one wait for all of them, before any SIGTERM
+        for instance in stopping:
+            self.stop_instance(instance, Instance.STOPPED, "stopped", drained=True)
         service = self.service
         if service.desired != Service.RUN or service.status == Service.FAILED:
-            for instance in self.instances(Instance.ACTIVE):
-                self.stop_instance(instance, Instance.STOPPED, "stopped")
+            self.stop_all()
         else:
             for instance in self.instances(Instance.ACTIVE):
                 support.renew_lease(service.pk, self.owner)
@@ -138,8 +140,7 @@ class Pass:
                 else:
                     self.observe(instance)
             if self.service.status == Service.FAILED:
-                for instance in self.instances(Instance.ACTIVE):
-                    self.stop_instance(instance, Instance.STOPPED, "stopped")
+                self.stop_all()
             else:
                 self.converge()
         return self.update_status()
@@ -264,13 +265,32 @@ class Pass:
         self.set_service(status=Service.FAILED, message=message[:4000])
         events.emit(self.service, events.ERROR, message, level=ServiceEvent.ERROR)
 
-    def stop_instance(self, instance: Instance, final_state: str, verb: str) -> None:
+    def drain(self, instances: list[Instance]) -> None:
+        """Out of the route first, and wait for the gateways to finish what they sent them
+        (``serving.hooks.before_instances_stop``); SIGTERM comes after."""
+        ids = [i.instance_id for i in instances if i.address]
+        if ids:
+            support.renew_lease(self.service.pk, self.owner)
+            hooks.before_instances_stop(self.service, ids)
+            support.renew_lease(self.service.pk, self.owner)
+
+    def stop_all(self) -> None:
+        active = self.instances(Instance.ACTIVE)
+        for instance in active:
+            if instance.state == Instance.RUNNING:
+                self.set_instance(instance, state=Instance.STOPPING)
+        self.drain(active)
+        for instance in active:
+            self.stop_instance(instance, Instance.STOPPED, "stopped", drained=True)
+
+    def stop_instance(
+        self, instance: Instance, final_state: str, verb: str, *, drained: bool = False
+    ) -> None:
         backend = for_node(instance.node)
         if instance.state == Instance.RUNNING:
-            # out of the route first, so the gateway stops sending it requests; the runtime
-            # then finishes what it has in flight on SIGTERM
             self.set_instance(instance, state=Instance.STOPPING)
-            hooks.on_instances_changed(self.service)
+        if not drained:
+            self.drain([instance])
         last = backend.stop(instance.instance_id, grace=settings.EMS_SERVING_STOP_GRACE)
         stopped_at = (last.finished_at if last else None) or (
             timezone.now() if instance.started_at else None

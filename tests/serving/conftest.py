@@ -4,13 +4,15 @@ groups with a process (or Docker) node, and a reconcile loop that waits for a st
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.serving.helpers import angel_model, open_tmp
+from tests.serving.helpers import angel_model, build_image, open_tmp
 
 ANGEL_VERSION_DIR = "6"
 
@@ -26,11 +28,15 @@ def serving_env(db, settings):
     settings.EMS_MODEL_CACHE_DIR = root / "cache"
     settings.DATA_DIR = root / "data"
     settings.EMS_SERVING_STOP_GRACE = 3
+    settings.EMS_GATEWAY_ROUTES = f"file://{root / 'routes.json'}"
+    settings.EMS_GATEWAY_DRAIN_TIMEOUT = 10
     bootstrap.run(demo=False, log=lambda line: None)
     yield root
     from serving.backends import reset_cache
+    from serving.publish import reset_stores
 
     reset_cache()
+    reset_stores()
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -160,3 +166,32 @@ def converge(service, until, *, timeout: float = 90.0, what: str = ""):
 
 def status_is(*wanted):
     return lambda service: service.status in wanted
+
+
+# --- Docker (e2e) ---------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def examples():
+    out = open_tmp("ems-sv-examples-")
+    subprocess.run(
+        [sys.executable, "-m", "runtimes.examples", str(out)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    yield out
+    shutil.rmtree(out, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def images(docker_client):
+    return {runtime: build_image(runtime) for runtime in ("angel", "tfserving")}
+
+
+@pytest.fixture
+def docker_group(owner, serving_env, docker_client, images):
+    group = make_group(tenant=owner.tenant, backend="docker", cpu=2000, memory=8192)
+    yield group
+    cleanup_group(group)
+    node = group.nodes.get()
+    for network in docker_client.networks.list(names=[f"ems-runtime-{node.name}"]):
+        network.remove()

@@ -34,9 +34,17 @@ def _setup(ctx):
         group=group,
         name="victimservice",
         size=size,
+        auth_enabled=True,
     )
     ctx.v.update(group=group, service=service)
-    ctx.markers |= {"victimgroup", "victimservice", service.service_id}
+    from django.conf import settings
+
+    from serving.access import current_token
+    from serving.tokens import decrypt
+
+    token = current_token(service)
+    ctx.markers |= {"victimgroup", "victimservice", service.service_id, token.sha256}
+    ctx.markers.add(decrypt(token.secret, settings.EMS_SECRETS_KEY))
     own_group = _group(ctx.outsider.tenant, "outsidergroup")
     own = services.service_deploy(
         actor=ctx.outsider.membership,
@@ -64,6 +72,16 @@ def register(reg) -> None:
         reg.case(name, "GET", kwargs=victim_service, expect={404})
     for name in ("service-stop", "service-resume", "service-rollback"):
         reg.case(name, "POST", kwargs=victim_service, expect={404})
+    reg.case("service-invoke", "GET", kwargs=victim_service, expect={404})
+    for name in ("service-token-rotate", "service-token-revoke"):
+        reg.case(name, "POST", kwargs=victim_service, expect={404}, body=lambda ctx: {})
+    reg.case(
+        "service-auth",
+        "POST",
+        kwargs=victim_service,
+        expect={404},
+        body=lambda ctx: {"enabled": True},
+    )
     reg.case(
         "service-scale",
         "POST",
@@ -111,6 +129,21 @@ def register(reg) -> None:
         },
     )
     reg.case("serving:service-detail", "GET", kwargs=victim_service, expect={404})
+    reg.case("serving:service-invoke", "GET", kwargs=victim_service, expect={404})
+    reg.case(
+        "serving:service-invoke-token",
+        "POST",
+        kwargs=victim_service,
+        expect={404},
+        body=lambda ctx: {},
+    )
+    reg.case(
+        "serving:service-invoke-console",
+        "POST",
+        kwargs=victim_service,
+        expect={404},
+        body=lambda ctx: {"op": "predict", "body": '{"instances": []}'},
+    )
     reg.case(
         "serving:service-action",
         "POST",

@@ -4,9 +4,6 @@ crash, fault and failure paths on real containers."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -17,44 +14,14 @@ from serving.models import Instance, Service
 from serving.services import InstanceSize, Scaling
 from tests.serving.conftest import (
     ANGEL_VERSION_DIR,
-    cleanup_group,
     converge,
     make_broken_version,
-    make_group,
     make_version,
     status_is,
 )
-from tests.serving.helpers import angel_model, build_image, open_tmp, post_json
+from tests.serving.helpers import angel_model, post_json
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="session")
-def examples():
-    out = open_tmp("ems-sv-examples-")
-    subprocess.run(
-        [sys.executable, "-m", "runtimes.examples", str(out)],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    yield out
-    shutil.rmtree(out, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def images(docker_client):
-    return {runtime: build_image(runtime) for runtime in ("angel", "tfserving")}
-
-
-@pytest.fixture
-def docker_group(owner, serving_env, docker_client, images):
-    group = make_group(tenant=owner.tenant, backend="docker", cpu=2000, memory=8192)
-    yield group
-    cleanup_group(group)
-    node = group.nodes.get()
-    for network in docker_client.networks.list(names=[f"ems-runtime-{node.name}"]):
-        network.remove()
 
 
 def _containers(docker_client, service) -> set[str]:

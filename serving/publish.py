@@ -1,0 +1,139 @@
+"""The route publisher: turns a service's rows into its gateway route (``serving.routes``).
+
+Registered on the ``serving.hooks`` seams from ``ServingConfig.ready()``:
+
+* ``publish_service(service)`` — after every reconcile pass and every token / auth change: the
+  full route (instances in state ``running`` → ``healthy`` at their address; a stopped service
+  has none, so callers get 503; a deleted one is removed, so callers get 404). The record is
+  compared with what the store holds and only written when it differs, so calling it on every
+  pass is cheap and heals a publish that failed (a Redis outage) on the next pass.
+* ``drain(service, instance_ids)`` — before instances stop: publish the route without them, then
+  wait until every live gateway has applied that generation and has nothing in flight to them
+  (``RouteStore.wait_drained``, up to ``EMS_GATEWAY_DRAIN_TIMEOUT``). Then the reconciler sends
+  SIGTERM. Store errors are logged and never stop the reconciler.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.conf import settings
+from django.utils import timezone
+
+from serving.routes import RouteStore, make_route, open_store
+
+log = logging.getLogger(__name__)
+
+NO_TOKEN = "0" * 64
+_stores: dict[str, RouteStore] = {}
+_lock = threading.Lock()
+
+
+def store() -> RouteStore:
+    """The route store of ``settings.EMS_GATEWAY_ROUTES``, one per process (and URL)."""
+    url = settings.EMS_GATEWAY_ROUTES
+    with _lock:
+        if url not in _stores:
+            _stores[url] = open_store(url)
+        return _stores[url]
+
+
+def reset_stores() -> None:
+    with _lock:
+        for item in _stores.values():
+            item.close()
+        _stores.clear()
+
+
+def live_tokens(service) -> tuple[list[str], dict[str, float]]:
+    """The hashes the route accepts now, with the expiries of those in their grace period."""
+    now = timezone.now()
+    hashes, not_after = [], {}
+    for token in service.tokens.filter(revoked_at__isnull=True).order_by("-created_at", "-pk"):
+        if token.not_after is not None:
+            if token.not_after <= now:
+                continue
+            not_after[token.sha256] = token.not_after.timestamp()
+        hashes.append(token.sha256)
+    return hashes, not_after
+
+
+def route_for(service, *, exclude: set[str] | frozenset = frozenset()) -> dict | None:
+    """The service's route record, or None when it has none (deleted)."""
+    from serving.models import Instance, Service
+
+    if service.deleted_at is not None or service.desired == Service.DELETE:
+        return None
+    instances = []
+    if service.desired == Service.RUN:
+        running = service.instances.filter(state=Instance.RUNNING).exclude(address="")
+        for instance in running.order_by("created_at", "pk"):
+            if instance.instance_id not in exclude:
+                instances.append(
+                    {"id": instance.instance_id, "url": instance.address, "state": "healthy"}
+                )
+    hashes, not_after = live_tokens(service) if service.auth_enabled else ([], {})
+    if service.auth_enabled and not hashes:
+        # auth on and every token revoked: a hash with no known preimage, so every caller
+        # gets 401 (and the record stays the same from pass to pass)
+        hashes = [NO_TOKEN]
+    return make_route(
+        service_id=service.service_id,
+        tenant_id=service.tenant_id,
+        auth=service.auth_enabled,
+        token_sha256=hashes,
+        token_not_after=not_after,
+        instances=instances,
+    )
+
+
+def publish_service(service, *, exclude=frozenset(), force: bool = False) -> int | None:
+    """Publish the service's full route (or remove it); returns the store's generation after it.
+
+    Raises the store's errors (the hook seam logs them; the next pass publishes again).
+    """
+    from serving.models import Service
+
+    service = Service.objects.get(pk=service.pk)
+    target = store()
+    route = route_for(service, exclude=set(exclude))
+    current = target.get(service.service_id)
+    if route is None:
+        if current is None and not force:
+            return target.generation()
+        return target.delete(service.service_id)
+    if not force and current is not None and _equivalent(current, route):
+        return current.get("generation", target.generation())
+    return target.publish(route)
+
+
+def _equivalent(current: dict, route: dict) -> bool:
+    """Same record apart from the generation."""
+    return {k: v for k, v in current.items() if k != "generation"} == {
+        k: v for k, v in route.items() if k != "generation"
+    }
+
+
+def drain(service, instance_ids) -> bool:
+    """Take the instances out of the route and wait until the gateways have nothing in flight
+    to them. True when drained (or no gateway is live), False on a timeout or a store error."""
+    ids = list(instance_ids)
+    if not ids:
+        return True
+    try:
+        generation = publish_service(service, exclude=set(ids))
+        if generation is None:
+            return True
+        drained = store().wait_drained(ids, generation, timeout=settings.EMS_GATEWAY_DRAIN_TIMEOUT)
+    except Exception:
+        log.exception("draining %s of %s failed", ids, service.service_id)
+        return False
+    if not drained:
+        log.warning(
+            "gateways did not drain %s of %s within %s s",
+            ids,
+            service.service_id,
+            settings.EMS_GATEWAY_DRAIN_TIMEOUT,
+        )
+    return drained

@@ -1,0 +1,93 @@
+"""The invoke flow on the process backend with the file route store (default run): a real
+gateway process in front of real runtime processes, routes published by the reconciler."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from serving import publish, services
+from serving.models import Service
+from serving.services import InstanceSize
+from tests.gateway.conftest import PREDICT_BODY, GatewayProcess
+from tests.serving import gateway_flow as flow
+from tests.serving.conftest import ANGEL_VERSION_DIR, converge, make_version, status_is
+from tests.serving.helpers import angel_model
+
+SIZE = InstanceSize(cpu_millicores=500, memory_mib=512)
+
+
+@pytest.fixture
+def gateway(serving_env, settings):
+    gw = GatewayProcess(settings.EMS_GATEWAY_ROUTES)
+    settings.EMS_GATEWAY_URL = gw.url
+    yield gw
+    gw.stop()
+
+
+def _lr_ok(answer) -> bool:
+    return isinstance(answer, dict) and len(answer.get("predictions", [])) == 1
+
+
+def _deploy(owner, version, group, name, auth=True):
+    return services.service_deploy(
+        actor=owner.membership,
+        version=version,
+        group=group,
+        name=name,
+        size=SIZE,
+        auth_enabled=auth,
+    )
+
+
+def test_invoke_flow_through_the_gateway_on_processes(
+    owner, angel_version, dedicated, gateway, serving_env, django_capture_on_commit_callbacks
+):
+    body_file = serving_env / "flower.json"  # the seed's file name; an Angel LR body here
+    body_file.write_text(json.dumps(PREDICT_BODY))
+    service = _deploy(owner, angel_version, dedicated, "lr")
+    other = _deploy(owner, angel_version, dedicated, "other")
+    services.service_stop(actor=owner.membership, service=other)
+    converge(other, status_is(Service.STOPPED), what="other stopped")
+    converge(service, flow.normal_with(1), what="Normal")
+    route = publish.store().get(service.service_id)
+    assert route["auth"] and len(route["token_sha256"]) == 1
+    assert [i["state"] for i in route["instances"]] == ["healthy"]
+
+    token = flow.check_auth_flow(
+        owner=owner,
+        gateway=gateway,
+        service=service,
+        other=other,
+        body=PREDICT_BODY,
+        body_file=body_file,
+        answer_ok=_lr_ok,
+    )
+    token = flow.check_rotate_revoke(
+        owner=owner,
+        gateway=gateway,
+        service=service,
+        body=PREDICT_BODY,
+        token=token,
+        capture=django_capture_on_commit_callbacks,
+    )
+    v2 = make_version(
+        owner, angel_model() / ANGEL_VERSION_DIR, config=angel_version.config, runtime="angel"
+    )
+    assert v2.label == "2.0"
+    flow.check_zero_failures(
+        owner=owner,
+        gateway=gateway,
+        service=service,
+        body=PREDICT_BODY,
+        token=token,
+        new_version=v2,
+    )
+
+    # delete: the route is gone, callers get 404
+    services.service_delete(actor=owner.membership, service=service)
+    converge(service, status_is(Service.STOPPED), what="deleted")
+    flow.settle(gateway)
+    assert publish.store().get(service.service_id) is None
+    assert flow.call(gateway, service, PREDICT_BODY, token=token)[0] == 404
