@@ -22,6 +22,7 @@ from aiohttp import web
 from runtimes.batching import Batcher
 from runtimes.errors import ApiError, BadRequest, NotFound, Unavailable
 from runtimes.loaders.base import Model
+from runtimes.loaders.tensor import outputs_to_rows
 from runtimes.metrics import Metrics
 
 log = logging.getLogger("runtimes.server")
@@ -33,6 +34,9 @@ ROUTE = re.compile(
 VERBS = ("predict", "classify", "regress")
 JSON = "application/json"
 DUMP_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+# Batched row requests up to this size are parsed and answered on the event loop (a few tens
+# of microseconds); bigger ones go through the worker pool so the loop never stalls.
+INLINE_BODY_LIMIT = 256 * 1024
 
 
 @dataclass
@@ -143,22 +147,51 @@ class RuntimeApp:
             )
         self.metrics.in_flight.inc()
         try:
+            if self.batcher is not None and verb == "predict" and len(raw) <= INLINE_BODY_LIMIT:
+                answer = await self._predict_batched(raw)
+                if answer is not None:
+                    return answer
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self.pool, self._call_model_sync, verb, raw)
         finally:
             self.metrics.in_flight.dec()
+
+    async def _predict_batched(self, raw: bytes) -> tuple[int, bytes] | None:
+        """A small row request, parsed on the loop and merged by the batcher; None when it is
+        not batchable (columnar, a signature without a batch dimension)."""
+        model = self.served.model
+        assert model is not None and self.batcher is not None
+        try:
+            body = self._parse(raw)
+            plan = model.batch_plan(body)  # type: ignore[attr-defined]
+            if plan is None:
+                return None
+            signature, feeds, rows = plan
+            outputs = await self.batcher.submit(signature, feeds)
+            result = {"predictions": outputs_to_rows(outputs, rows)}
+            return 200, orjson.dumps(result, option=DUMP_OPTIONS)
+        except ApiError as exc:
+            return exc.status, error_body(exc.message)
+        except Exception as exc:  # a real fault inside the runtime: log it, answer 500
+            log.exception("predict failed")
+            return 500, error_body(f"internal error in the {model.runtime} runtime: {exc}")
+
+    @staticmethod
+    def _parse(raw: bytes) -> dict[str, Any]:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"malformed JSON in request body: {exc}") from None
+        if not isinstance(body, dict):
+            raise BadRequest("the request body must be a JSON object")
+        return body
 
     def _call_model_sync(self, verb: str, raw: bytes) -> tuple[int, bytes]:
         """Parse, call and encode in one worker-thread hop; map failures to statuses."""
         model = self.served.model
         assert model is not None
         try:
-            try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise BadRequest(f"malformed JSON in request body: {exc}") from None
-            if not isinstance(body, dict):
-                raise BadRequest("the request body must be a JSON object")
+            body = self._parse(raw)
             if self.batcher is not None and verb == "predict":
                 with self.batcher.arrival():
                     result = model.predict(body)

@@ -17,6 +17,7 @@ fails alone and the others still get their answers.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +40,21 @@ class _Item:
     done: threading.Event = field(default_factory=threading.Event)
     outputs: dict[str, np.ndarray] | None = None
     error: BaseException | None = None
+    future: asyncio.Future | None = None  # set for callers on the event loop
+
+    def finish(self) -> None:
+        self.done.set()
+        if self.future is not None:
+            self.future.get_loop().call_soon_threadsafe(_resolve, self.future, self)
+
+
+def _resolve(future: asyncio.Future, item: _Item) -> None:
+    if future.done():  # the caller went away
+        return
+    if item.error is not None:
+        future.set_exception(item.error)
+    else:
+        future.set_result(item.outputs)
 
 
 def batch_key(signature: str, feeds: dict[str, np.ndarray]) -> tuple[Any, ...]:
@@ -92,10 +108,33 @@ class Batcher:
                     self._arriving -= 1
                     self._cond.notify()
 
+    def submit(self, signature: str, feeds: dict[str, np.ndarray]) -> asyncio.Future:
+        """From the event loop: queue one request's inputs; the future gets its own rows.
+
+        Parsing on the loop and resolving through the loop avoids two thread hops per request
+        and keeps the threads fighting for the GIL down to two (loop and batcher)."""
+        item = self._item(signature, feeds)
+        item.future = asyncio.get_running_loop().create_future()
+        self._enqueue(item)
+        return item.future
+
     def run(self, signature: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Queue one request's inputs, wait for its batch, return its own rows of the outputs."""
+        """From a worker thread: queue one request's inputs, wait for its batch, return its
+        own rows of the outputs."""
+        item = self._item(signature, feeds)
+        self._enqueue(item)
+        item.done.wait()
+        if item.error is not None:
+            raise item.error
+        assert item.outputs is not None
+        return item.outputs
+
+    @staticmethod
+    def _item(signature: str, feeds: dict[str, np.ndarray]) -> _Item:
         rows = int(next(iter(feeds.values())).shape[0]) if feeds else 0
-        item = _Item(signature, feeds, rows, batch_key(signature, feeds), time.monotonic())
+        return _Item(signature, feeds, rows, batch_key(signature, feeds), time.monotonic())
+
+    def _enqueue(self, item: _Item) -> None:
         with self._cond:
             if self._stopped:
                 raise RuntimeError("the batcher is stopped")
@@ -104,11 +143,6 @@ class Batcher:
                 self._arriving -= 1
             self._queue.append(item)
             self._cond.notify()
-        item.done.wait()
-        if item.error is not None:
-            raise item.error
-        assert item.outputs is not None
-        return item.outputs
 
     def stop(self) -> None:
         with self._cond:
@@ -154,7 +188,7 @@ class Batcher:
                 for item in batch:
                     if not item.done.is_set():
                         item.error = exc
-                        item.done.set()
+                        item.finish()
 
     def _execute(self, batch: list[_Item]) -> None:
         if len(batch) == 1:
@@ -178,12 +212,12 @@ class Batcher:
         for item in batch:
             item.outputs = {name: arr[offset : offset + item.rows] for name, arr in outputs.items()}
             offset += item.rows
-            item.done.set()
+            item.finish()
 
     def _run_alone(self, item: _Item) -> None:
         try:
             self._observe(item.rows)
             item.outputs = self._run(item.signature, item.feeds)
-        except BaseException as exc:  # handed to the request's own thread, which raises it
+        except BaseException as exc:  # handed to the request's own caller, which raises it
             item.error = exc
-        item.done.set()
+        item.finish()

@@ -129,6 +129,14 @@ class TensorModel(Model):
     def run(self, signature: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one signature on already validated inputs; return its outputs by name."""
 
+    def batch_plan(self, body: dict[str, Any]) -> tuple[str, dict[str, np.ndarray], int] | None:
+        """``(signature, feeds, rows)`` for a row request that batching may merge, else None."""
+        sig_name, sig = self.signature(body.get("signature_name"))
+        if "instances" not in body or "inputs" in body or not batchable(sig):
+            return None
+        feeds, batch = rows_to_feeds(body["instances"], sig)
+        return sig_name, feeds, batch
+
     def predict(self, body: dict[str, Any]) -> dict[str, Any]:
         sig_name, sig = self.signature(body.get("signature_name"))
         has_rows, has_cols = "instances" in body, "inputs" in body
