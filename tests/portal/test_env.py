@@ -80,6 +80,7 @@ def _import_settings(**overrides: str) -> subprocess.CompletedProcess:
         ({}, "SECRET_KEY must be set when DEBUG is off"),
         ({"SECRET_KEY": "k" * 50}, "EMS_SECRETS_KEY must be set when DEBUG is off"),
         ({"DEBUG": "1", "EMS_RUNTIME_BACKEND": "podman"}, "EMS_RUNTIME_BACKEND='podman'"),
+        ({"DEBUG": "1", "EMS_RUNTIME_BACKEND": "kubernetes"}, "kubernetes is not available yet"),
         ({"DEBUG": "1", "DATABASE_URL": "mysql://x/y"}, "DATABASE_URL has scheme 'mysql'"),
         ({"DEBUG": "1", "EMS_STORAGE_BACKEND": "s3"}, "EMS_STORAGE_BACKEND=s3 needs EMS_S3"),
         ({"DEBUG": "1", "EMS_SECRETS_KEY": "short"}, "EMS_SECRETS_KEY is not a Fernet key"),
