@@ -11,8 +11,9 @@ for the model is already queued), or ``max_wait`` has passed since its first req
 So a lone request at concurrency 1 runs at once and pays no waiting, while under load requests
 that arrive while the model is busy accumulate into the next batch.
 
-If a merged call fails, each request of the batch is run alone, so a request the model rejects
-fails alone and the others still get their answers.
+If a merged call fails, the batch is split in halves and each half retried, so a request the
+model rejects ends up alone (in about 2·log2(n) extra calls) and the others still get their
+answers from merged calls.
 """
 
 from __future__ import annotations
@@ -191,6 +192,8 @@ class Batcher:
                         item.finish()
 
     def _execute(self, batch: list[_Item]) -> None:
+        """Run the batch as one call; if that fails, split it in halves and retry each, so a
+        request the model rejects ends up alone while the others still run merged."""
         if len(batch) == 1:
             self._run_alone(batch[0])
             return
@@ -204,9 +207,10 @@ class Batcher:
             outputs = self._run(batch[0].signature, merged)
             if any(np.ndim(arr) == 0 or np.shape(arr)[0] != total for arr in outputs.values()):
                 raise ValueError("an output is not batched along dimension 0")
-        except Exception:  # the merged call failed: every request gets its own outcome
-            for item in batch:
-                self._run_alone(item)
+        except Exception:  # the merged call failed: find the request(s) it failed on
+            half = len(batch) // 2
+            self._execute(batch[:half])
+            self._execute(batch[half:])
             return
         offset = 0
         for item in batch:
