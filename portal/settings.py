@@ -43,6 +43,9 @@ _database_url = env.url(
     default=_sqlite_default,
 )
 DATABASES = {"default": environ.Env.db_url_config(_database_url)}
+if _database_url == _sqlite_default:
+    # The embedded default keeps its files under EMS_DATA_DIR; SQLite cannot create the folder.
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers work beside a writer; IMMEDIATE transactions and a busy timeout turn
     # writer contention into a short wait instead of "database is locked".
