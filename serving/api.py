@@ -313,7 +313,7 @@ class ServiceViewSet(
         return Response(ServiceSerializer(service).data, status=code)
 
     @extend_schema(request=DeploySerializer, responses={201: ServiceSerializer})
-    def create(self, request):
+    def create(self, request, *args, **kwargs):
         form = DeploySerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data, actor = form.validated_data, self.actor()

@@ -26,6 +26,7 @@ from django.apps import apps
 from django.db import connection, models
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from accounts import service_role, testing
 from accounts.scoping import TenantOwnedModel
 from tests.isolation import Case, Ctx, load
 
@@ -294,6 +295,10 @@ def test_every_url_is_walked_and_sealed(owner, outsider, client, settings):
         crossed = cross_tenant_references()
         if crossed:
             problems.append(f"{where}: cross-tenant reference in {crossed}")
+        # The outsider keeps its own consent: a walked "revoke" must not turn every later
+        # storage case into a 403 about its own tenant instead of a test of the victim's.
+        if not service_role.is_authorized(outsider.tenant):
+            testing.authorize(outsider.tenant)
         # the outsider stays logged in with its own membership
         if "logout" in (name or ""):
             outsider.api.force_login(outsider.user)
