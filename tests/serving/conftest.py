@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.gateway.conftest import GatewayProcess
 from tests.serving.helpers import angel_model, build_image, open_tmp
 
 ANGEL_VERSION_DIR = "6"
@@ -195,3 +196,12 @@ def docker_group(owner, serving_env, docker_client, images):
     node = group.nodes.get()
     for network in docker_client.networks.list(names=[f"ems-runtime-{node.name}"]):
         network.remove()
+
+
+@pytest.fixture
+def gateway(serving_env, settings):
+    """A real gateway process reading the routes the control plane publishes."""
+    gw = GatewayProcess(settings.EMS_GATEWAY_ROUTES)
+    settings.EMS_GATEWAY_URL = gw.url
+    yield gw
+    gw.stop()

@@ -11,21 +11,12 @@ import pytest
 from serving import services
 from serving.models import Service
 from serving.services import InstanceSize
-from tests.gateway.conftest import GatewayProcess
 from tests.serving import gateway_flow as flow
 from tests.serving.conftest import converge, make_version, status_is
 
 pytestmark = pytest.mark.e2e
 
 SIZE = InstanceSize(cpu_millicores=500, memory_mib=1024)
-
-
-@pytest.fixture
-def gateway(serving_env, settings):
-    gw = GatewayProcess(settings.EMS_GATEWAY_ROUTES)
-    settings.EMS_GATEWAY_URL = gw.url
-    yield gw
-    gw.stop()
 
 
 def _roses(answer) -> bool:

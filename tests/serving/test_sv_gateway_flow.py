@@ -5,25 +5,15 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from serving import publish, services
 from serving.models import Service
 from serving.services import InstanceSize
-from tests.gateway.conftest import PREDICT_BODY, GatewayProcess
+from tests.gateway.conftest import PREDICT_BODY
 from tests.serving import gateway_flow as flow
 from tests.serving.conftest import ANGEL_VERSION_DIR, converge, make_version, status_is
 from tests.serving.helpers import angel_model
 
 SIZE = InstanceSize(cpu_millicores=500, memory_mib=512)
-
-
-@pytest.fixture
-def gateway(serving_env, settings):
-    gw = GatewayProcess(settings.EMS_GATEWAY_ROUTES)
-    settings.EMS_GATEWAY_URL = gw.url
-    yield gw
-    gw.stop()
 
 
 def _lr_ok(answer) -> bool:
