@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 from bench.report import markdown_table, write_section  # noqa: E402
 from bench.wrk import run_wrk  # noqa: E402
 from runtimes.testing import RunningServer, free_port  # noqa: E402
-from serving.routes import make_route, open_store  # noqa: E402
-from serving.tokens import generate_token, token_sha256  # noqa: E402
+from gateway.routes import make_route, open_store  # noqa: E402
+from gateway.tokens import generate_token, token_sha256  # noqa: E402
 
 MODEL = ROOT.parent / "shared" / "testdata" / "models" / "angel" / "lr" / "lr-model"
 BODY = json.dumps({"instances": [{"sparseIndices": [1, 5, 9], "sparseValues": [1.0, 1, 1]}]})
@@ -75,7 +75,7 @@ def wait_http(url: str, timeout: float = 20) -> None:
 def start_gateway(routes: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
-    argv = [sys.executable, "-m", "serving.gateway", "--bind", f"127.0.0.1:{port}"]
+    argv = [sys.executable, "-m", "gateway", "--bind", f"127.0.0.1:{port}"]
     proc = subprocess.Popen(
         [*argv, "--routes", routes, "--log-level", "WARNING"],
         cwd=ROOT,
@@ -291,7 +291,7 @@ Route propagation (`publish` returns -> the gateway's `/-/generation` reports it
 
 {markdown_table(["store", "changes", "p50 ms", "max ms", "target"], prop_rows)}
 
-The file store is polled every 50 ms (`serving.routes.POLL_SECONDS`); Redis pushes the change
+The file store is polled every 50 ms (`gateway.routes.POLL_SECONDS`); Redis pushes the change
 over pub/sub.
 """
     write_section("Gateway", body)

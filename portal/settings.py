@@ -145,7 +145,7 @@ EMS_GATEWAY_URL = env.url(
 )
 EMS_GATEWAY_DOMAIN = env.str("EMS_GATEWAY_DOMAIN", default="ems.localhost")
 # The route store the control plane publishes to (the gateway reads the same: see
-# serving.routes.store_url_from_env); token rotation grace; how long a stopping instance may
+# gateway.routes.store_url_from_env); token rotation grace; how long a stopping instance may
 # wait for the gateways to drain it before SIGTERM.
 EMS_GATEWAY_ROUTES = env.str(
     "EMS_GATEWAY_ROUTES", default=REDIS_URL or f"file://{DATA_DIR / 'routes.json'}"

@@ -21,7 +21,7 @@ from accounts import authz
 from accounts.audit import record
 from serving import events
 from serving.models import Service, ServiceToken
-from serving.tokens import decrypt, encrypt, generate_token, token_sha256
+from gateway.tokens import decrypt, encrypt, generate_token, token_sha256
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 ``on_instances_changed(service)`` is called by the reconciler (outside any transaction, after
 the pass committed) whenever the set of a service's instances, their addresses or readiness,
 or the service's desired state changed. The gateway's route publisher registers itself here
-(``register_instances_listener(serving.routes.publish_service)`` from its ``ready()``); the
+(``register_instances_listener(gateway.routes.publish_service)`` from its ``ready()``); the
 route is then rebuilt from the database: instances in state ``running`` with their address.
 A listener's failure is logged and never breaks reconciling (the next pass calls it again).
 

@@ -1,4 +1,4 @@
-"""The route publisher: turns a service's rows into its gateway route (``serving.routes``).
+"""The route publisher: turns a service's rows into its gateway route (``gateway.routes``).
 
 Registered on the ``serving.hooks`` seams from ``ServingConfig.ready()``:
 
@@ -21,7 +21,7 @@ import threading
 from django.conf import settings
 from django.utils import timezone
 
-from serving.routes import RouteStore, make_route, open_store
+from gateway.routes import RouteStore, make_route, open_store
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts import authz
 from serving import access, selectors
-from serving.tokens import decrypt
+from gateway.tokens import decrypt
 
 CONSOLE_MAX_BODY = 1 << 20
 CONSOLE_TIMEOUT = 30.0

@@ -1,6 +1,6 @@
 """Gateway fixtures: real runtime servers, the real gateway process, both route stores.
 
-Nothing here touches a database; the gateway runs as ``python -m serving.gateway`` in a child
+Nothing here touches a database; the gateway runs as ``python -m gateway`` in a child
 process without ``DJANGO_SETTINGS_MODULE``.
 """
 
@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from runtimes.testing import RunningServer, free_port
-from serving.routes import make_route, open_store
+from gateway.routes import make_route, open_store
 from tests.conftest import service_missing, tcp_open
 
 LR_MODEL = Path(os.environ.get("EMS_TESTDATA", "/work/shared/testdata"), "models/angel/lr/lr-model")
@@ -38,7 +38,7 @@ def gateway_env(**extra: str) -> dict[str, str]:
 
 
 class GatewayProcess:
-    """``python -m serving.gateway`` on a free port; ``start`` waits for /-/healthz."""
+    """``python -m gateway`` on a free port; ``start`` waits for /-/healthz."""
 
     def __init__(self, routes: str, admin: bool = False, **env: str) -> None:
         self.port = free_port()
@@ -47,7 +47,7 @@ class GatewayProcess:
         if admin:
             env["EMS_GATEWAY_ADMIN_BIND"] = f"127.0.0.1:{self.admin_port}"
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
-        argv = [sys.executable, "-m", "serving.gateway", "--bind", f"127.0.0.1:{self.port}"]
+        argv = [sys.executable, "-m", "gateway", "--bind", f"127.0.0.1:{self.port}"]
         self.proc = subprocess.Popen(
             [*argv, "--routes", routes],
             env=gateway_env(**env),

@@ -11,7 +11,7 @@ PREDICT = "/v1/models/m:predict"
 
 
 def test_least_outstanding_requests(file_store_url, start_gateway, start_echo):
-    from serving.routes import open_store
+    from gateway.routes import open_store
 
     store = open_store(file_store_url)
     a, b = start_echo("a"), start_echo("b")
@@ -42,7 +42,7 @@ def test_least_outstanding_requests(file_store_url, start_gateway, start_echo):
 
 
 def test_retry_once_on_refused(file_store_url, start_gateway, start_echo):
-    from serving.routes import open_store
+    from gateway.routes import open_store
 
     store = open_store(file_store_url)
     live = start_echo("live")
@@ -63,7 +63,7 @@ def test_retry_once_on_refused(file_store_url, start_gateway, start_echo):
 def test_client_leaving_frees_the_instance(file_store_url, start_gateway, start_echo):
     import socket
 
-    from serving.routes import open_store
+    from gateway.routes import open_store
 
     store = open_store(file_store_url)
     gen = store.publish(route("ems-gone", [("ig", start_echo("g"))]))

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from runtimes.testing import free_port
-from serving.routes import RouteError, make_route, open_store
+from gateway.routes import RouteError, make_route, open_store
 from tests.gateway.conftest import PREDICT_BODY, ROOT, gateway_env, route
 
 PREDICT = "/v1/models/m:predict"
@@ -75,7 +75,7 @@ def test_gateway_never_imports_django(file_store_url):
     port = free_port()
     script = (
         "import os, sys, threading, time, urllib.request, signal\n"
-        "from serving.gateway.__main__ import main\n"
+        "from gateway.__main__ import main\n"
         "def probe():\n"
         "    for _ in range(200):\n"
         "        try:\n"
@@ -123,7 +123,7 @@ class Loop:
 
 
 def test_zero_failures_while_scaling_1_3_1(store, store_url, start_gateway, start_runtime):
-    from serving.tokens import generate_token, token_sha256
+    from gateway.tokens import generate_token, token_sha256
 
     token = generate_token()
     tokens = [token_sha256(token)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from serving.tokens import generate_token, rotate_hashes, token_sha256
+from gateway.tokens import generate_token, rotate_hashes, token_sha256
 from tests.gateway.conftest import PREDICT_BODY, route
 
 PREDICT = "/v1/models/m:predict"
@@ -74,7 +74,7 @@ def test_404_503_413(store, store_url, start_gateway, start_echo):
 
 
 def test_502_refused_and_504_timeout(file_store_url, start_gateway, start_echo):
-    from serving.routes import open_store
+    from gateway.routes import open_store
 
     store = open_store(file_store_url)
     store.publish(route("ems-dead", [("i1", "http://127.0.0.1:9")]))  # nothing listens on 9
@@ -121,7 +121,7 @@ def test_revoke_401_once_generation_applied(store, store_url, start_gateway, sta
 
 
 def test_strips_token_and_hop_by_hop_headers(file_store_url, start_gateway, start_echo):
-    from serving.routes import open_store
+    from gateway.routes import open_store
 
     token = generate_token()
     gen = open_store(file_store_url).publish(
@@ -152,7 +152,7 @@ def test_strips_token_and_hop_by_hop_headers(file_store_url, start_gateway, star
 def test_expect_100_continue_and_405(file_store_url, start_gateway, start_echo):
     import socket
 
-    from serving.routes import open_store
+    from gateway.routes import open_store
 
     gen = open_store(file_store_url).publish(route("ems-exp", [("i1", start_echo("a"))]))
     gw = start_gateway(file_store_url)
@@ -183,7 +183,7 @@ def test_the_seed_curl_line(tmp_path, file_store_url, start_gateway, start_runti
 
     import pytest
 
-    from serving.routes import open_store
+    from gateway.routes import open_store
 
     if shutil.which("curl") is None:
         pytest.skip("no curl")
@@ -220,7 +220,7 @@ def test_the_seed_curl_line(tmp_path, file_store_url, start_gateway, start_runti
 def test_admin_listener_keeps_own_endpoints_off_the_public_port(
     file_store_url, start_gateway, start_echo
 ):
-    from serving.routes import open_store
+    from gateway.routes import open_store
 
     gen = open_store(file_store_url).publish(route("ems-adm", [("i1", start_echo("a"))]))
     gw = start_gateway(file_store_url, admin=True)

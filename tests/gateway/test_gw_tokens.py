@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
-from serving.routes import store_url_from_env
-from serving.tokens import (
+from gateway.routes import store_url_from_env
+from gateway.tokens import (
     InvalidToken,
     check_token,
     decrypt,

@@ -40,7 +40,7 @@ def _setup(ctx):
     from django.conf import settings
 
     from serving.access import current_token
-    from serving.tokens import decrypt
+    from gateway.tokens import decrypt
 
     token = current_token(service)
     ctx.markers |= {"victimgroup", "victimservice", service.service_id, token.sha256}

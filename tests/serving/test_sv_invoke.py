@@ -10,7 +10,7 @@ from accounts.models import AuditEvent
 from serving import access, publish, reconciler, services
 from serving.models import Service, ServiceToken
 from serving.services import InstanceSize
-from serving.tokens import decrypt, token_sha256
+from gateway.tokens import decrypt, token_sha256
 from tests.factories import PolicyFactory
 from tests.serving.conftest import converge, status_is
 

@@ -17,10 +17,10 @@ from urllib.parse import parse_qs
 
 import httptools
 
-from serving.gateway.app import HOP_BY_HOP, RESPONSE_DROP, RETRY_AFTER, Gateway, Response
-from serving.gateway.upstream import Upstream, UpstreamConn, UpstreamError
+from gateway.app import HOP_BY_HOP, RESPONSE_DROP, RETRY_AFTER, Gateway, Response
+from gateway.upstream import Upstream, UpstreamConn, UpstreamError
 
-log = logging.getLogger("serving.gateway")
+log = logging.getLogger("gateway")
 REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 JSON = ((b"content-type", b"application/json"),)
 METHODS = frozenset({b"GET", b"POST"})

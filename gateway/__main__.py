@@ -1,4 +1,4 @@
-"""``python -m serving.gateway``: run the gateway (configuration: flags or EMS_GATEWAY_*)."""
+"""``python -m gateway``: run the gateway (configuration: flags or EMS_GATEWAY_*)."""
 
 from __future__ import annotations
 
@@ -13,19 +13,19 @@ import threading
 import time
 import uuid
 
-from serving.gateway.app import Gateway
-from serving.gateway.protocol import ClientConn
-from serving.routes import RouteStore, open_store, store_url_from_env
+from gateway.app import Gateway
+from gateway.protocol import ClientConn
+from gateway.routes import RouteStore, open_store, store_url_from_env
 
-log = logging.getLogger("serving.gateway")
+log = logging.getLogger("gateway")
 REPORT_EVERY = 0.05  # how often a changed generation / in-flight table is reported
-HEARTBEAT = 2.0  # report at least this often (REPORT_TTL in serving.routes is 15 s)
+HEARTBEAT = 2.0  # report at least this often (REPORT_TTL in gateway.routes is 15 s)
 DRAIN_SECONDS = 30.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
-    p = argparse.ArgumentParser(prog="python -m serving.gateway", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m gateway", description=__doc__)
     p.add_argument("--bind", default=env("EMS_GATEWAY_BIND", "127.0.0.1:8080"), help="host:port")
     p.add_argument(
         "--routes",
