@@ -17,7 +17,7 @@ export DJANGO_SETTINGS_MODULE := portal.settings
 EMS_WEB_BIND ?= 127.0.0.1:8000
 export EMS_WEB_BIND
 
-.PHONY: run setup deps test lint format
+.PHONY: run setup deps test lint format cli
 
 run: setup
 	@echo
@@ -29,7 +29,7 @@ run: setup
 	@echo
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/honcho start
 
-setup: $(RUN_STAMP)
+setup: $(RUN_STAMP) cli
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ems_bootstrap --demo
 	$(PY) manage.py collectstatic --noinput -v 0
@@ -46,11 +46,15 @@ $(DEV_STAMP): | $(VENV)/bin/python
 	$(PIP) install -q $(addprefix -r ,$(RUN_REQS) $(DEV_REQS))
 	touch $@
 
-deps: $(DEV_STAMP)
+deps: $(DEV_STAMP) cli
+
+# The `ems` command (cli/), installed editable into the venv so it runs this checkout's code.
+cli: | $(VENV)/bin/python
+	$(PIP) install -q --no-deps --no-build-isolation -e .
 
 # The whole suite: every tier this machine can run. Tiers whose real parts are missing are
 # skipped here and fail in CI, which sets EMS_REQUIRE_SERVICES=1.
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) cli
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)

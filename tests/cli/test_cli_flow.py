@@ -1,0 +1,174 @@
+"""The whole flow through the installed `ems` command against a live portal (the Procfile's
+processes on the embedded default): signup → login → role → bucket → config from an upload →
+deploy --wait → predict → scale → version 2.0 → update → rollback → stop → delete; plus the
+exit codes and one-line errors scripts rely on."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import service_missing
+from tests.livestack import live_stack
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+EMS = Path(sys.executable).parent / "ems"
+REQUEST = {"instances": [{"sparseIndices": [0, 3, 7], "sparseValues": [1.0, 1.0, 2.0]}]}
+
+
+def _angel_folder() -> Path:
+    base = Path(os.environ.get("EMS_TESTDATA") or ROOT.parent / "shared" / "testdata")
+    folder = base / "models" / "angel" / "lr" / "lr-model" / "6"
+    if not folder.is_dir():
+        service_missing(f"the shared test model {folder} is missing")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def stack():
+    if not EMS.exists():
+        service_missing(f"{EMS} is not installed: run `make deps` (it installs the CLI)")
+    live = live_stack()
+    try:
+        live.start()
+        yield live
+    finally:
+        live.stop()
+        shutil.rmtree(live.data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ems(stack, tmp_path_factory):
+    home = tmp_path_factory.mktemp("ems-home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMS_")}
+    env |= {"EMS_CONFIG": str(home / "ems" / "config.json"), "COLUMNS": "200"}
+
+    def run(*args: str, code: int = 0, stdin: str | None = None) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [str(EMS), *args],
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=400,
+            check=False,
+        )
+        assert result.returncode == code, (
+            f"ems {' '.join(args)} exited {result.returncode}, wanted {code}\n"
+            f"stdout: {result.stdout[-2000:]}\nstderr: {result.stderr[-2000:]}\n"
+            f"worker log: {stack.logs('worker')[-1500:]}"
+        )
+        return result
+
+    run.config = Path(env["EMS_CONFIG"])
+    return run
+
+
+def reference(folder: Path) -> float:
+    """w·x + b for REQUEST, read straight from Angel's text files (rows of `col,value`)."""
+    rows = [line.split(",") for line in (folder / "input_weight/0").read_text().split()][:123]
+    weights = {int(col): float(value) for col, value in rows}
+    bias = float((folder / "input_bias/0").read_text().split()[0].split(",")[1])
+    (instance,) = REQUEST["instances"]
+    pairs = zip(instance["sparseIndices"], instance["sparseValues"], strict=True)
+    return sum(weights.get(i, 0.0) * v for i, v in pairs) + bias
+
+
+def _json(result) -> dict | list:
+    return json.loads(result.stdout)
+
+
+def test_whole_flow_through_the_cli(stack, ems, tmp_path):
+    url = stack.web_url
+    ems("signup", "--url", url, "--username", "clio", "--email", "clio@example.com",
+        "--password", "cli-flow-Passw0rd!")  # fmt: skip
+    # Not logged in yet: exit 4 with a one-line hint.
+    denied = ems("services", "list", code=4)
+    assert "ems login" in denied.stderr and denied.stderr.count("\n") == 1
+    ems("login", "--url", url, "--username", "clio", "--password", "cli-flow-Passw0rd!")
+    mode = stat.S_IMODE(ems.config.stat().st_mode)
+    assert mode == 0o600, oct(mode)
+    assert "api_key" in json.loads(ems.config.read_text())
+
+    # Storage is refused until the service role is authorized (exit 4), then works.
+    refused = ems("buckets", "create", "models", "--region", "ap-guangzhou", code=4)
+    assert "403" in refused.stderr
+    assert _json(ems("role", "authorize", "-o", "json"))["authorized"] is True
+    bucket = _json(ems("buckets", "create", "models", "--region", "ap-guangzhou", "-o", "json"))
+    assert bucket["name"].startswith("models-")
+
+    # A config from an uploaded folder; a bad runtime name is exit 3 naming the choices.
+    folder = _angel_folder()
+    missing = ems("configs", "create", "lr", "--runtime", "nope", "--upload", str(folder),
+                  "--bucket", bucket["name"], code=3)  # fmt: skip
+    assert "No runtime named 'nope'" in missing.stderr and "angel" in missing.stderr
+    cfg = _json(ems("configs", "create", "lr", "--runtime", "angel", "--upload", str(folder),
+                    "--bucket", bucket["name"], "--prefix", "lr/v1", "-o", "json"))  # fmt: skip
+    assert cfg["name"] == "lr" and cfg["versions"][0]["version"] == "1.0"
+    assert "lr" in ems("configs", "list").stdout
+
+    svc = _json(ems("deploy", "lr", "--name", "lr-cli", "--quota-count", "1", "--wait",
+                    "--timeout", "240", "-o", "json"))  # fmt: skip
+    sid = svc["service_id"]
+    assert svc["status"] == "Normal" and svc["instances_ready"] == 1 and svc["auth_enabled"]
+
+    body = tmp_path / "req.json"
+    body.write_text(json.dumps(REQUEST))
+    answer = json.loads(ems("predict", sid, "-d", f"@{body}").stdout)
+    (score,) = answer["predictions"]
+    margin = reference(folder)
+    assert score["pred"] == pytest.approx(margin, abs=1e-5)
+    assert score["proba"] == pytest.approx(1 / (1 + math.exp(-margin)), abs=1e-5)
+    # A wrong token is refused by the gateway: exit 4, the gateway's own message.
+    bad = ems("predict", sid, "-d", json.dumps(REQUEST), "--token", "x" * 43, code=4)
+    assert "401" in bad.stderr
+    # Not JSON: refused before anything is sent.
+    assert "not JSON" in ems("predict", sid, "-d", "{nope", code=5).stderr
+
+    scaled = _json(ems("services", "scale", "lr-cli", "2", "--wait", "-o", "json"))
+    assert scaled["replicas"] == 2 and scaled["instances_ready"] == 2
+
+    ems("configs", "version", "lr", "--upload", str(folder), "--bucket", bucket["name"],
+        "--prefix", "lr/v2")  # fmt: skip
+    updated = _json(ems("services", "update", sid, "2.0", "--wait", "-o", "json"))
+    assert updated["revision"]["version"] == "2.0"
+    rolled = _json(ems("services", "rollback", sid, "--wait", "-o", "json"))
+    assert rolled["revision"]["version"] == "1.0"
+    again = json.loads(ems("predict", sid, "-d", json.dumps(REQUEST)).stdout)["predictions"]
+    assert again == [score]
+
+    table = ems("services", "list").stdout
+    assert sid in table and "Normal" in table
+    listed = _json(ems("services", "list", "-o", "json"))
+    assert [s["service_id"] for s in listed] == [sid]
+
+    stopped = _json(ems("services", "stop", sid, "--wait", "-o", "json"))
+    assert stopped["status"] == "Stopped"
+    assert ems("services", "get", "ems-zzzzzzzz", code=3).stderr.startswith("ems: 404")
+    ems("services", "delete", sid, "--yes")
+    assert _json(ems("services", "list", "-o", "json")) == []
+
+
+def test_usage_errors_and_unreachable(ems, tmp_path):
+    assert ems("deploy", code=2).returncode == 2
+    other = {**os.environ, "EMS_CONFIG": str(tmp_path / "c.json")}
+    result = subprocess.run(
+        [str(EMS), "login", "--url", "http://127.0.0.1:9", "--api-key", "k"],
+        env=other,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 7 and "Cannot reach" in result.stderr
+    assert not (tmp_path / "c.json").exists()
