@@ -50,3 +50,10 @@ def run(*, demo: bool, log) -> None:
         )
     else:
         log(f"demo tenant {member.tenant.app_id} with main account {DEMO_USER!r} already exists")
+
+
+def demo_member() -> Membership:
+    """The demo tenant's main account (created by this step with ``--demo``)."""
+    return Membership.objects.select_related("tenant", "user").get(
+        user__username=DEMO_USER, kind=Membership.MAIN
+    )

@@ -1,5 +1,7 @@
 """The models_repo bootstrap step: regions and the five public runtime environments."""
 
+from accounts.bootstrap import demo_member
+from models_repo.demo import ensure_demo_models
 from models_repo.models import Region, RuntimeEnvironment
 
 REGIONS = [
@@ -43,3 +45,5 @@ def run(*, demo: bool, log) -> None:
         )
         if created:
             log(f"added runtime {display}")
+    if demo:
+        ensure_demo_models(demo_member(), log)

@@ -76,6 +76,24 @@ class DeployForm(forms.Form):
             .order_by("config__name", "number")
         )
         self.fields["resource_group"].queryset = selectors.resource_groups(actor=actor)
+        self._preselect_from_version()
+
+    def _preselect_from_version(self) -> None:
+        """A preselected version (``?version=``) brings its region and that region's public
+        group, so a one-click deploy of an example needs only "Deploy"."""
+        wanted = str(self.initial.get("version", ""))
+        version = (
+            self.fields["version"].queryset.filter(pk=wanted).first() if wanted.isdigit() else None
+        )
+        if version is None:
+            return
+        self.initial.setdefault("region", version.config.region_id)
+        public = self.fields["resource_group"].queryset.filter(
+            region_id=version.config.region_id, kind="public"
+        )
+        if public.exists():
+            self.initial.setdefault("resource_group", public.first().pk)
+            self.initial.setdefault("quota_type", "cpu")
 
     def clean(self):
         data = super().clean()

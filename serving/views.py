@@ -66,7 +66,9 @@ def service_list(request):
 @require_http_methods(["GET", "POST"])
 def service_create(request):
     actor = _actor(request)
-    form = DeployForm(request.POST or None, actor=actor)
+    # ?version=<id>&name=… preselects (the dashboard's one-click deploy of an example).
+    initial = {k: request.GET[k] for k in ("version", "name") if request.GET.get(k)}
+    form = DeployForm(request.POST or None, actor=actor, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         cpu = data.get("cpu_cores")
