@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.core.exceptions import PermissionDenied
 from django.db import models
 
 from accounts import catalogue, policy
-from accounts.errors import ServiceRoleNotAuthorized
+from accounts.errors import ActionDenied, ServiceRoleNotAuthorized
 
 
 @dataclass(frozen=True)
@@ -158,7 +157,7 @@ def check(actor, action: str, resource) -> None:
         return
     if decision.reason == "service_role":
         raise ServiceRoleNotAuthorized(actor.tenant)
-    raise PermissionDenied(f"{action} is not allowed on {_resource(actor, resource)[0] or 'it'}")
+    raise ActionDenied(action, _resource(actor, resource)[0])
 
 
 def _has_specific_deny(actor, action: str) -> bool:
