@@ -23,6 +23,12 @@ class CapacityConflict(APIException):
     default_code = "insufficient_resources"
 
 
+class DeployUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "service_id_unavailable"
+    wait = 1  # DRF's handler sends it as Retry-After
+
+
 # --- serializers ----------------------------------------------------------------------------
 class ResourceGroupSerializer(serializers.ModelSerializer):
     region = serializers.SlugRelatedField(slug_field="name", read_only=True)
@@ -260,6 +266,8 @@ def _call(fn, **kwargs):
         return fn(**kwargs)
     except InsufficientResources as exc:
         raise CapacityConflict(exc.message) from None
+    except services.ServiceIdUnavailable as exc:
+        raise DeployUnavailable(exc.message) from None
 
 
 @extend_schema(tags=["serving"])

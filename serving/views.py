@@ -90,6 +90,8 @@ def service_create(request):
             )
         except InsufficientResources as exc:
             form.add_error("resource_group", exc.message)
+        except services.ServiceIdUnavailable as exc:
+            form.add_error(None, exc.message)
         except ValidationError as exc:
             _add_errors(form, exc)
         else:

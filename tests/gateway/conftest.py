@@ -21,8 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from runtimes.testing import RunningServer, free_port
 from gateway.routes import make_route, open_store
+from runtimes.testing import RunningServer, free_port
 from tests.conftest import service_missing, tcp_open
 
 LR_MODEL = Path(os.environ.get("EMS_TESTDATA", "/work/shared/testdata"), "models/angel/lr/lr-model")
