@@ -6,13 +6,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from accounts.errors import ServiceRoleNotAuthorized
+from accounts.models import Membership
 
 SESSION_KEY = "ems_active_membership"
 
 
 def memberships_of(user):
-    from accounts.models import Membership
-
     return (
         Membership.objects.filter(user=user, status=Membership.ACCEPTED)
         .select_related("tenant", "user")

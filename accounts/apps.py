@@ -32,4 +32,6 @@ class AccountsConfig(AppConfig):
     )
 
     def ready(self):
-        from accounts import catalogue  # noqa: F401 - registers the built-in actions
+        from accounts import catalogue
+
+        catalogue.discover()  # every installed app's <app>/actions.py

@@ -11,17 +11,19 @@ Order of evaluation for ``(actor, action, resource)``:
    statement denied it in step 4).
 
 Decisions are cached on the actor object, which the middleware makes once per request.
+
+This module imports no model (``accounts.models`` imports it through ``accounts.scoping``): it
+reads rows through the actor's and the tenant's relations.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.core.exceptions import PermissionDenied
 from django.db import models
 
-from accounts import catalogue, policy
-from accounts.errors import ServiceRoleNotAuthorized
+from accounts import catalogue, policy, service_role
+from accounts.errors import ActionDenied, ServiceRoleNotAuthorized
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,7 @@ def invalidate(actor) -> None:
 def attached_policies(actor) -> list[tuple[str, dict]]:
     cache = _cache(actor)
     if "policies" not in cache:
-        from accounts.models import PolicyAttachment
-
-        rows = PolicyAttachment.objects.filter(membership_id=actor.pk).select_related("policy")
+        rows = actor.attachments.select_related("policy")
         cache["policies"] = [(row.policy.name, row.policy.document) for row in rows]
     return cache["policies"]
 
@@ -64,9 +64,7 @@ def attached_policies(actor) -> list[tuple[str, dict]]:
 def _service_role_ok(actor) -> bool:
     cache = _cache(actor)
     if "service_role" not in cache:
-        from accounts.service_role import is_authorized
-
-        cache["service_role"] = is_authorized(actor.tenant)
+        cache["service_role"] = service_role.is_authorized(actor.tenant)
     return cache["service_role"]
 
 
@@ -105,6 +103,8 @@ def _guardian_perm(action: str, obj) -> str:
 
 
 def _object_grant(actor, action: str, obj) -> bool:
+    # django-guardian's models load with the app registry, after this module (which the
+    # models import through accounts.scoping): imported on the first per-object question.
     from guardian.core import ObjectPermissionChecker
 
     cache = _cache(actor)
@@ -158,7 +158,7 @@ def check(actor, action: str, resource) -> None:
         return
     if decision.reason == "service_role":
         raise ServiceRoleNotAuthorized(actor.tenant)
-    raise PermissionDenied(f"{action} is not allowed on {_resource(actor, resource)[0] or 'it'}")
+    raise ActionDenied(action, _resource(actor, resource)[0])
 
 
 def _has_specific_deny(actor, action: str) -> bool:

@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 
 from accounts import authz, catalogue
+from accounts.actor import resolve_actor
 
 
 def sub_account_username(app_id: str, name: str) -> str:
@@ -54,8 +55,6 @@ class EmsBackend(ModelBackend):
         if obj_tenant is not None and (actor is None or actor.tenant_id != obj_tenant):
             actor = user_obj.memberships.filter(tenant_id=obj_tenant, status="accepted").first()
         if actor is None and obj is None:
-            from accounts.actor import resolve_actor
-
             actor = user_obj._ems_actor = resolve_actor(user_obj)
         if actor is None:
             return False

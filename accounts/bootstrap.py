@@ -8,6 +8,7 @@ from django.core.management.base import CommandError
 from accounts import policy
 from accounts.models import Membership, Policy
 from accounts.presets import PRESETS
+from accounts.services import signup
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "ems-demo-tenant"  # noqa: S105 - demo only, DEBUG only
@@ -37,8 +38,6 @@ def run(*, demo: bool, log) -> None:
         return
     if not settings.DEBUG:
         raise CommandError("--demo creates known passwords; it is refused unless DEBUG is on.")
-    from accounts.services import signup
-
     member = Membership.objects.filter(user__username=DEMO_USER, kind=Membership.MAIN).first()
     if member is None:
         member = signup(

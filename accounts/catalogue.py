@@ -1,19 +1,34 @@
-"""The catalogue of actions: every operation of the API table, named once, never renamed.
+"""The one catalogue of actions and resource types, gathered from every app.
+
+Each app declares what it adds in a module of its own, ``<app>/actions.py``:
+
+    ACTIONS = [Action("ems:DescribeServices", "List services", "service", "read", True), ...]
+    RESOURCE_TYPES = [ResourceType("service", "An online inference service"), ...]
+
+:func:`discover` (run from ``AccountsConfig.ready()``, and on first use) imports that module of
+every installed app that has one and registers what it declares under the app's label. An
+action is named once and never renamed (policy documents name them): registering a name again
+with another definition is an error. :func:`register_actions` stays for code that adds actions
+from elsewhere (tests, an app's ``ready()``).
 
 Namespaces: ``ems:`` (model configs, services, jobs, regions, runtimes, resource groups, API
 keys), ``storage:`` (buckets and objects), ``billing:`` (usage, bills, budgets) and ``accounts:``
 (sub-accounts, collaborators, policies, the service role, audit log). ``access`` is ``read`` or
-``write``; ``kind`` is the ``<kind>`` of the resource names the action applies to;
-``service_role`` marks actions refused until the tenant has authorized ``EMS_ServiceRole``.
+``write``; ``kind`` is the ``<kind>`` of the resource names the action applies to (a declared
+resource type); ``service_role`` marks actions refused until the tenant has authorized
+``EMS_ServiceRole``. ``docs/accounts.md`` lists the catalogue.
 
-Other apps add actions from ``AppConfig.ready()`` with :func:`register_actions`; policy
-documents are validated against this catalogue. ``docs/accounts.md`` lists it.
+This module imports no model and no other app: ``accounts.authz`` and ``accounts.policy`` read it
+while the models are being loaded.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from dataclasses import dataclass
 
+from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 
 
@@ -34,7 +49,18 @@ class Action:
             raise ImproperlyConfigured(f"action {self.name}: access must be read or write")
 
 
+@dataclass(frozen=True)
+class ResourceType:
+    """A ``<kind>`` of ``ems:<region>:<app_id>:<kind>/<ident>``."""
+
+    kind: str
+    description: str
+    app: str = "accounts"
+
+
 _CATALOGUE: dict[str, Action] = {}
+_RESOURCE_TYPES: dict[str, ResourceType] = {}
+_DISCOVERED = False
 
 
 def register_actions(app: str, actions) -> None:
@@ -52,110 +78,49 @@ def register_actions(app: str, actions) -> None:
         _CATALOGUE[action.name] = action
 
 
+def register_resource_types(app: str, types) -> None:
+    for item in types:
+        rtype = ResourceType(item.kind, item.description, app)
+        existing = _RESOURCE_TYPES.get(rtype.kind)
+        if existing is not None and existing != rtype:
+            raise ImproperlyConfigured(
+                f"resource type {rtype.kind} is already declared by {existing.app} differently"
+            )
+        _RESOURCE_TYPES[rtype.kind] = rtype
+
+
+def discover() -> None:
+    """Register ``ACTIONS`` and ``RESOURCE_TYPES`` of every installed app's ``actions`` module."""
+    global _DISCOVERED
+    for config in apps.get_app_configs():
+        name = f"{config.name}.actions"
+        if importlib.util.find_spec(name) is None:
+            continue
+        module = importlib.import_module(name)
+        register_resource_types(config.label, getattr(module, "RESOURCE_TYPES", ()))
+        register_actions(config.label, getattr(module, "ACTIONS", ()))
+    _DISCOVERED = True
+
+
+def _ensure() -> None:
+    if not _DISCOVERED and apps.ready:
+        discover()
+
+
 def get_action(name: str) -> Action | None:
+    _ensure()
     return _CATALOGUE.get(name)
 
 
 def all_actions() -> list[Action]:
+    _ensure()
     return sorted(_CATALOGUE.values(), key=lambda a: a.name)
 
 
+def resource_types() -> list[ResourceType]:
+    _ensure()
+    return sorted(_RESOURCE_TYPES.values(), key=lambda t: t.kind)
+
+
 def namespaces() -> set[str]:
-    return {name.split(":", 1)[0] for name in _CATALOGUE}
-
-
-def _a(name, description, kind, access="read", service_role=False):
-    return Action(name, description, kind, access, service_role)
-
-
-_R, _W = "read", "write"
-
-BUILTIN = [
-    # accounts: API keys of the acting member (the member's own keys only)
-    _a("ems:ListApiKeys", "List your API keys", "api-key"),
-    _a("ems:CreateApiKey", "Create an API key (shown once)", "api-key", _W),
-    _a("ems:DeleteApiKey", "Revoke one of your API keys", "api-key", _W),
-    # accounts: service role and storage credentials
-    _a("accounts:DescribeServiceRole", "See whether EMS_ServiceRole is authorized", "role"),
-    _a("accounts:AuthorizeServiceRole", "Authorize EMS_ServiceRole for the tenant", "role", _W),
-    _a("accounts:RevokeServiceRole", "Revoke EMS_ServiceRole (blocks new deploys)", "role", _W),
-    _a(
-        "accounts:PutStorageCredential",
-        "Store the tenant's own storage credentials",
-        "storage-credential",
-        _W,
-    ),
-    _a(
-        "accounts:DeleteStorageCredential",
-        "Forget the tenant's storage credentials",
-        "storage-credential",
-        _W,
-    ),
-    # accounts: members
-    _a("accounts:ListSubAccounts", "List sub-accounts", "member"),
-    _a("accounts:DescribeSubAccount", "See one sub-account", "member"),
-    _a("accounts:CreateSubAccount", "Create a sub-account", "member", _W),
-    _a("accounts:UpdateSubAccount", "Change a sub-account (password, active)", "member", _W),
-    _a("accounts:DeleteSubAccount", "Delete a sub-account", "member", _W),
-    _a("accounts:ListCollaborators", "List collaborators and invitations", "member"),
-    _a("accounts:InviteCollaborator", "Invite a collaborator by email", "member", _W),
-    _a("accounts:DeleteCollaborator", "Remove a collaborator or invitation", "member", _W),
-    # accounts: policies
-    _a("accounts:ListPolicies", "List custom and preset policies", "policy"),
-    _a("accounts:DescribePolicy", "See a policy document", "policy"),
-    _a("accounts:CreatePolicy", "Create a custom policy", "policy", _W),
-    _a("accounts:UpdatePolicy", "Change a custom policy", "policy", _W),
-    _a("accounts:DeletePolicy", "Delete a custom policy", "policy", _W),
-    _a("accounts:ListAttachedPolicies", "List the policies attached to a member", "member"),
-    _a("accounts:AttachPolicy", "Attach a policy to a member", "member", _W),
-    _a("accounts:DetachPolicy", "Detach a policy from a member", "member", _W),
-    _a("accounts:SimulatePolicy", "Ask the policy simulator", "member"),
-    _a("accounts:ListAuditEvents", "Read the audit log", "audit"),
-    # ems: platform catalogues
-    _a("ems:DescribeRegions", "List regions", "region"),
-    _a("ems:DescribeRuntimes", "List runtime environments", "runtime"),
-    _a("ems:CreateRuntime", "Create a custom runtime", "runtime", _W, True),
-    _a("ems:DeleteRuntime", "Delete a custom runtime", "runtime", _W, True),
-    _a("ems:DescribeResourceGroups", "List resource groups", "resource-group"),
-    # ems: model configs and versions
-    _a("ems:DescribeModelConfigs", "List model service configs", "config", _R, True),
-    _a("ems:DescribeModelConfig", "See one model service config", "config", _R, True),
-    _a("ems:CreateModelConfig", "Create a model service config", "config", _W, True),
-    _a("ems:DeleteModelConfig", "Delete a model service config", "config", _W, True),
-    _a("ems:DescribeModelConfigVersions", "List a config's versions", "config", _R, True),
-    _a("ems:CreateModelConfigVersion", "Add a version to a config", "config", _W, True),
-    # ems: services
-    _a("ems:DescribeServices", "List services", "service", _R, True),
-    _a("ems:DescribeService", "See one service", "service", _R, True),
-    _a("ems:CreateService", "Deploy a service", "service", _W, True),
-    _a("ems:DeleteService", "Delete a service", "service", _W, True),
-    _a("ems:StopService", "Stop a service", "service", _W, True),
-    _a("ems:ResumeService", "Resume a service", "service", _W, True),
-    _a("ems:ScaleService", "Scale a service", "service", _W, True),
-    _a("ems:UpdateService", "Roll a service to a new config version", "service", _W, True),
-    _a("ems:RollbackService", "Roll a service back", "service", _W, True),
-    _a("ems:DescribeServiceToken", "See a service's address and token", "service", _R, True),
-    _a("ems:RotateServiceToken", "Rotate a service's token", "service", _W, True),
-    _a("ems:DescribeServiceEvents", "Read a service's events", "service", _R, True),
-    _a("ems:DescribeServiceInstances", "List a service's instances", "service", _R, True),
-    _a("ems:DescribeServiceMetrics", "Read a service's metrics", "service", _R, True),
-    _a("ems:DescribeServiceLogs", "Read a service's logs", "service", _R, True),
-    # ems: batch jobs
-    _a("ems:DescribeJobs", "List batch jobs", "job", _R, True),
-    _a("ems:DescribeJob", "See one batch job", "job", _R, True),
-    _a("ems:CreateJob", "Start a batch job", "job", _W, True),
-    _a("ems:CancelJob", "Cancel a batch job", "job", _W, True),
-    # storage: buckets and objects (through the service role or the tenant's credentials)
-    _a("storage:ListBuckets", "List the tenant's buckets", "bucket", _R, True),
-    _a("storage:ListObjects", "Browse a bucket's objects", "bucket", _R, True),
-    _a("storage:GetObject", "Read an object", "bucket", _R, True),
-    _a("storage:PutObject", "Upload objects into a bucket", "bucket", _W, True),
-    # billing
-    _a("billing:DescribeUsage", "Read usage records", "usage"),
-    _a("billing:DescribeBills", "Read monthly bills", "bill"),
-    _a("billing:ExportBill", "Export a bill (CSV, spreadsheet)", "bill"),
-    _a("billing:DescribeBudgets", "Read budgets", "budget"),
-    _a("billing:PutBudget", "Set a budget", "budget", _W),
-]
-
-register_actions("accounts", BUILTIN)
+    return {a.name.split(":", 1)[0] for a in all_actions()}

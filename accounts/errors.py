@@ -28,3 +28,18 @@ class ServiceRoleNotAuthorized(PermissionDenied):
 
     def __str__(self) -> str:
         return self.message
+
+
+class ActionDenied(PermissionDenied):
+    """The actor may not do ``action`` to ``resource`` (a 403 that names the action)."""
+
+    code = "action_denied"
+
+    def __init__(self, action: str, resource: str = ""):
+        self.action = action
+        self.resource = resource
+        self.message = f"{action} is not allowed on {resource or 'it'}."
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message

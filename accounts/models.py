@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts import authz
 from accounts.scoping import TenantOwnedModel, TenantOwnedQuerySet
 
 SERVICE_ROLE_NAME = "EMS_ServiceRole"
@@ -132,9 +133,7 @@ class Policy(TenantOwnedModel):
 
     @property
     def resource_name(self) -> str:
-        from accounts.authz import resource_name
-
-        return resource_name(self.tenant, "policy", self.name)
+        return authz.resource_name(self.tenant, "policy", self.name)
 
 
 class PolicyAttachment(TenantOwnedModel):

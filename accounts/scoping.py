@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from django.db import models
 
+from accounts import authz
+
 
 class TenantOwnedQuerySet(models.QuerySet):
     def for_tenant(self, tenant):
         return self.filter(**{self.model.tenant_field: tenant})
 
     def for_actor(self, actor, action: str):
-        from accounts import authz
-
         if actor is None or getattr(actor, "tenant_id", None) is None:
             return self.none()
         return authz.scope_queryset(actor, action, self.model.scope_q(actor, self))
@@ -55,8 +55,6 @@ class TenantOwnedModel(models.Model):
 
     @property
     def resource_name(self) -> str:
-        from accounts.authz import resource_name
-
-        return resource_name(
+        return authz.resource_name(
             self.tenant, self.resource_kind, self.resource_ident, region=self.resource_region
         )

@@ -4,6 +4,9 @@ Storage code calls :func:`require_authorized` before touching a tenant's buckets
 :func:`storage_credentials`: the tenant's own (decrypted) credentials, or ``None`` meaning the
 platform's, which may be used only on the tenant's own buckets (``<name>-<app_id>``, see
 :func:`platform_may_use_bucket`).
+
+No model import: ``accounts.authz`` (imported while the models load) asks :func:`is_authorized`;
+rows are read through the tenant's relations.
 """
 
 from __future__ import annotations
@@ -42,19 +45,11 @@ def decrypt(token: bytes) -> str:
 
 
 def current_authorization(tenant):
-    from accounts.models import ServiceRoleAuthorization
-
-    return (
-        ServiceRoleAuthorization.objects.filter(tenant=tenant, revoked_at__isnull=True)
-        .order_by("-authorized_at")
-        .first()
-    )
+    return tenant.service_roles.filter(revoked_at__isnull=True).order_by("-authorized_at").first()
 
 
 def is_authorized(tenant) -> bool:
-    from accounts.models import ServiceRoleAuthorization
-
-    return ServiceRoleAuthorization.objects.filter(tenant=tenant, revoked_at__isnull=True).exists()
+    return tenant.service_roles.filter(revoked_at__isnull=True).exists()
 
 
 def require_authorized(tenant) -> None:
@@ -68,10 +63,9 @@ def platform_may_use_bucket(tenant, bucket: str) -> bool:
 
 def storage_credentials(tenant) -> StorageCredentials | None:
     """Raises ``ServiceRoleNotAuthorized`` first; then the tenant's own credentials or None."""
-    from accounts.models import TenantStorageCredential
-
     require_authorized(tenant)
-    row = TenantStorageCredential.objects.filter(tenant=tenant).first()
+    credentials = tenant._meta.get_field("storage_credential").related_model  # fresh, not cached
+    row = credentials.objects.filter(tenant=tenant).first()
     if row is None:
         return None
     return StorageCredentials(row.access_key_id, decrypt(row.secret_encrypted), row.endpoint_url)

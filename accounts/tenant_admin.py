@@ -18,6 +18,7 @@ from django.urls import reverse
 
 from accounts import authz, policy, services
 from accounts.models import AuditEvent, Membership, Policy, PolicyAttachment
+from accounts.services.policies import _name
 
 
 class TenantAdminSite(admin.AdminSite):
@@ -162,8 +163,6 @@ class PolicyForm(forms.ModelForm):
     actor = None  # set by PolicyAdmin.get_form
 
     def clean_name(self):
-        from accounts.services.policies import _name
-
         try:
             return _name(self.actor, self.cleaned_data["name"], exclude_pk=self.instance.pk)
         except ValidationError as exc:

@@ -9,14 +9,13 @@ from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound
 from rest_framework.parsers import MultiPartParser
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from accounts.api.permissions import ActionPermission, request_actor
+from accounts.api.base import ScopedViewSet, required_action
 from models_repo import selectors, services
 from models_repo.models import ModelConfig, ModelConfigVersion, Region, RuntimeEnvironment
 from models_repo.storage import AccessRefused, StorageError, TransientStorageError
@@ -190,48 +189,35 @@ class UploadResultSerializer(serializers.Serializer):
 
 
 # --- viewsets -------------------------------------------------------------------------------------
-class _Scoped(viewsets.GenericViewSet):
-    permission_classes = [IsAuthenticated, ActionPermission]
-    action_map: dict[str, str] = {}
-
-    def actor(self):
-        return request_actor(self.request)
-
-    def get_serializer_context(self):
-        return {**super().get_serializer_context(), "actor": self.actor()}
-
-
 @extend_schema(tags=["model repository"])
-class RegionViewSet(mixins.ListModelMixin, _Scoped):
+class RegionViewSet(mixins.ListModelMixin, ScopedViewSet):
     """Regions (operators manage them in the admin)."""
 
     serializer_class = RegionSerializer
     pagination_class = None
-    action_map = {"list": "ems:DescribeRegions"}
+    required_actions = {"list": "ems:DescribeRegions"}
 
-    def get_queryset(self):
+    def scoped(self, actor):
         return selectors.regions()
 
 
 @extend_schema(tags=["model repository"])
 class RuntimeViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, _Scoped
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, ScopedViewSet
 ):
     """The five public runtimes and the tenant's custom runtimes (create: custom only)."""
 
     serializer_class = RuntimeSerializer
     queryset = RuntimeEnvironment.objects.none()
-    action_map = {
+    required_actions = {
         "list": "ems:DescribeRuntimes",
         "retrieve": "ems:DescribeRuntimes",
         "create": "ems:CreateRuntime",
         "destroy": "ems:DeleteRuntime",
     }
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return self.queryset
-        return selectors.runtimes(actor=self.actor())
+    def scoped(self, actor):
+        return selectors.runtimes(actor=actor)
 
     def create(self, request, *args, **kwargs):
         data = RuntimeSerializer(data=request.data)
@@ -250,26 +236,30 @@ class ModelConfigViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.DestroyModelMixin,
-    _Scoped,
+    ScopedViewSet,
 ):
     """Model service configs with their versions. Versions are created, never updated."""
 
     serializer_class = ConfigSerializer
     queryset = ModelConfig.objects.none()
-    action_map = {
+    required_actions = {
         "list": "ems:DescribeModelConfigs",
         "retrieve": "ems:DescribeModelConfig",
         "create": "ems:CreateModelConfig",
         "destroy": "ems:DeleteModelConfig",
-        "versions": "ems:DescribeModelConfigVersions",
-        "version_detail": "ems:DescribeModelConfigVersions",
+        "versions": {
+            "GET": "ems:DescribeModelConfigVersions",
+            "POST": "ems:CreateModelConfigVersion",
+        },
+        "version_detail": {
+            "GET": "ems:DescribeModelConfigVersions",
+            "DELETE": "ems:DeleteModelConfigVersion",
+        },
     }
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return self.queryset
+    def scoped(self, actor):
         # Rows are scoped with the read action: a reader who may not write gets 403, not 404.
-        return selectors.model_configs(actor=self.actor(), action="ems:DescribeModelConfig")
+        return selectors.model_configs(actor=actor, action="ems:DescribeModelConfig")
 
     @extend_schema(request=ConfigCreateSerializer, responses={201: ConfigSerializer})
     def create(self, request, *args, **kwargs):
@@ -316,13 +306,13 @@ class ModelConfigViewSet(
 
 
 @extend_schema(tags=["model repository"])
-class BucketViewSet(StorageErrorsMixin, _Scoped):
+class BucketViewSet(StorageErrorsMixin, ScopedViewSet):
     """The tenant's buckets (``<name>-<app_id>``): list, create, browse a folder, upload."""
 
     serializer_class = BucketSerializer
     lookup_field = "bucket"
     lookup_value_regex = "[a-z0-9][a-z0-9-]{1,62}"
-    action_map = {
+    required_actions = {
         "list": "storage:ListBuckets",
         "create": "storage:CreateBucket",
         "objects": "storage:ListObjects",
@@ -331,6 +321,16 @@ class BucketViewSet(StorageErrorsMixin, _Scoped):
 
     def get_queryset(self):  # buckets are not rows; schema generation only
         return Region.objects.none()
+
+    def get_object(self):
+        """The tenant's bucket named in the URL, checked for the action (403), then asked of the
+        store: another tenant's or a missing bucket is a 404 (``StorageErrorsMixin``)."""
+        cached = getattr(self, "_door_object", None)
+        if cached is None:
+            cached = self._door_object = selectors.bucket_info(
+                actor=self.actor(), bucket=self.kwargs["bucket"], action=required_action(self)
+            )
+        return cached
 
     @extend_schema(responses=BucketSerializer(many=True))
     def list(self, request, *args, **kwargs):
@@ -380,8 +380,7 @@ class BucketViewSet(StorageErrorsMixin, _Scoped):
     )
     @action(detail=True, methods=["post"], parser_classes=[MultiPartParser])
     def upload(self, request, bucket=None, **kwargs):
-        # Another tenant's bucket is a 404 before a byte of the body is read.
-        selectors.bucket_info(actor=self.actor(), bucket=bucket, action="storage:PutObject")
+        # Another tenant's bucket was a 404 (ScopedViewSet.initial) before a byte of the body.
         too_big = upload_too_big(request)
         if too_big:
             return Response({"detail": too_big}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)

@@ -6,6 +6,7 @@ from django.db.models import Prefetch
 
 from accounts import authz
 from models_repo.models import ModelConfig, ModelConfigVersion, Region, RuntimeEnvironment
+from models_repo.services import bucket_resource, tenant_storage
 from models_repo.storage import BucketInfo, Page
 from models_repo.storage.base import DEFAULT_PAGE_SIZE
 
@@ -38,16 +39,12 @@ def versions(*, actor, config: ModelConfig):
 
 
 def buckets(*, actor) -> list[BucketInfo]:
-    from models_repo.services import bucket_resource, tenant_storage
-
     authz.check(actor, "storage:ListBuckets", bucket_resource(actor.tenant, "*"))
     return tenant_storage(actor.tenant).list_buckets()
 
 
 def bucket_info(*, actor, bucket: str, action: str = "storage:ListObjects") -> BucketInfo:
     """The tenant's bucket; raises ``AccessRefused``/``NotFound`` for any other name."""
-    from models_repo.services import bucket_resource, tenant_storage
-
     authz.check(actor, action, bucket_resource(actor.tenant, bucket))
     return tenant_storage(actor.tenant).bucket_info(bucket)
 
@@ -61,8 +58,6 @@ def bucket_objects(
     page_size: int = DEFAULT_PAGE_SIZE,
 ) -> Page:
     """One page of a folder: raises ``AccessRefused``/``NotFound`` for buckets not the tenant's."""
-    from models_repo.services import bucket_resource, tenant_storage
-
     authz.check(actor, "storage:ListObjects", bucket_resource(actor.tenant, bucket))
     storage = tenant_storage(actor.tenant)
     storage.bucket_info(bucket)

@@ -5,24 +5,17 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from accounts.door import page, page_object, require_actor
 from models_repo import selectors, services
 from models_repo.api import run_upload, upload_too_big
 from models_repo.forms import BucketCreateForm, ConfigCreateForm, FolderSourceForm
 from models_repo.storage import AccessRefused, NotFound, StorageError
 from models_repo.uploads import UploadRefused
-
-
-def _actor(request):
-    actor = getattr(request, "actor", None)
-    if actor is None:
-        raise PermissionDenied("You have no active membership in an account.")
-    return actor
 
 
 def _buckets(actor) -> list:
@@ -71,7 +64,7 @@ def _submit(request, form, call):
         return None, 413
     if not form.is_valid():
         return None, 400
-    actor = _actor(request)
+    actor = require_actor(request)
     try:
         return call(_folder(request, actor, form.cleaned_data)), 200
     except ValidationError as exc:
@@ -91,16 +84,16 @@ def _initial(request) -> dict:
     return {key: request.GET[key] for key in keys if request.GET.get(key)}
 
 
-@login_required
+@page("GET", actions="ems:DescribeModelConfigs")
 def config_list(request):
-    actor = _actor(request)
+    actor = require_actor(request)
     configs = selectors.model_configs(actor=actor)
     return render(request, "models_repo/config_list.html", {"configs": configs})
 
 
-@login_required
+@page("GET", "POST", actions="ems:CreateModelConfig")
 def config_create(request):
-    actor = _actor(request)
+    actor = require_actor(request)
     buckets = _buckets(actor)
     form = ConfigCreateForm(
         request.POST or None,
@@ -131,11 +124,11 @@ def config_create(request):
     return render(request, "models_repo/config_form.html", context, status=status)
 
 
-@login_required
+@page("GET", actions="ems:DescribeModelConfig", object=True)
 def config_detail(request, pk: int):
-    actor = _actor(request)
-    config = get_object_or_404(
-        selectors.model_configs(actor=actor, action="ems:DescribeModelConfig"), pk=pk
+    actor = require_actor(request)
+    config = page_object(
+        request, selectors.model_configs(actor=actor, action="ems:DescribeModelConfig"), pk=pk
     )
     versions = selectors.versions(actor=actor, config=config)
     return render(
@@ -143,11 +136,11 @@ def config_detail(request, pk: int):
     )
 
 
-@login_required
+@page("GET", "POST", actions="ems:CreateModelConfigVersion", object=True)
 def version_create(request, pk: int):
-    actor = _actor(request)
-    config = get_object_or_404(
-        selectors.model_configs(actor=actor, action="ems:DescribeModelConfig"), pk=pk
+    actor = require_actor(request)
+    config = page_object(
+        request, selectors.model_configs(actor=actor, action="ems:DescribeModelConfig"), pk=pk
     )
     buckets = _buckets(actor)
     latest = config.versions.order_by("-number").first()
@@ -175,10 +168,14 @@ def version_create(request, pk: int):
     return render(request, "models_repo/version_form.html", context, status=status)
 
 
-@login_required
+def _browse_action(request, kwargs) -> str:
+    return "storage:ListObjects" if request.GET.get("bucket") else "storage:ListBuckets"
+
+
+@page("GET", "POST", actions={"GET": _browse_action, "POST": "storage:CreateBucket"})
 def browse(request):
     """Buckets, then folders; "use this folder" returns to the form with the folder picked."""
-    actor = _actor(request)
+    actor = require_actor(request)
     next_url = request.GET.get("next") or reverse("models_repo:config-create")
     if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
         next_url = reverse("models_repo:config-create")

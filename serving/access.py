@@ -21,6 +21,7 @@ from accounts import authz
 from accounts.audit import record
 from gateway.tokens import decrypt, encrypt, generate_token, token_sha256
 from serving import events
+from serving import publish as publisher
 from serving.models import Service, ServiceToken
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,6 @@ def _publish_on_commit(service: Service) -> None:
     service_pk = service.pk
 
     def publish():
-        from serving import publish as publisher
-
         try:
             publisher.publish_service(Service.objects.get(pk=service_pk))
         except Exception:  # transient (Redis): the next reconcile pass publishes again

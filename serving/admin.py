@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 
 from serving.models import Instance, Node, ResourceGroup, Revision, Service, ServiceEvent
+from serving.tasks import reconcile_service
 
 
 class NodeInline(admin.TabularInline):
@@ -102,8 +103,6 @@ class ServiceAdmin(admin.ModelAdmin):
 
     @admin.action(description="Reconcile now")
     def reconcile_now(self, request, queryset):
-        from serving.tasks import reconcile_service
-
         for pk in queryset.values_list("pk", flat=True):
             reconcile_service.delay(pk)
         messages.info(request, f"Queued {queryset.count()} reconcile pass(es).")

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from accounts import authz
-from accounts.api.permissions import ActionPermission, request_actor
+from accounts.api.base import ScopedViewSet
 from models_repo.models import ModelConfigVersion
 from serving import access, selectors, services
 from serving.models import Instance, ResourceGroup, Revision, Service, ServiceEvent
@@ -22,6 +21,12 @@ from serving.scheduling import QUOTA_TYPES, InsufficientResources
 class CapacityConflict(APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "insufficient_resources"
+
+
+class DeployUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "service_id_unavailable"
+    wait = 1  # DRF's handler sends it as Retry-After
 
 
 # --- serializers ----------------------------------------------------------------------------
@@ -229,28 +234,19 @@ def invoke_payload(actor, service) -> dict:
 
 
 # --- viewsets -------------------------------------------------------------------------------
-class _Scoped(viewsets.GenericViewSet):
-    permission_classes = [IsAuthenticated, ActionPermission]
-
-    def actor(self):
-        return request_actor(self.request)
-
-
 @extend_schema(tags=["serving"])
-class ResourceGroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _Scoped):
+class ResourceGroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     """Public resource groups and the tenant's dedicated ones (operators create them)."""
 
     serializer_class = ResourceGroupSerializer
     queryset = ResourceGroup.objects.none()
-    required_actions = action_map = {
+    required_actions = {
         "list": "ems:DescribeResourceGroups",
         "retrieve": "ems:DescribeResourceGroups",
     }
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return self.queryset
-        return selectors.resource_groups(actor=self.actor())
+    def scoped(self, actor):
+        return selectors.resource_groups(actor=actor)
 
 
 def _version(actor, pk: int) -> ModelConfigVersion:
@@ -270,11 +266,13 @@ def _call(fn, **kwargs):
         return fn(**kwargs)
     except InsufficientResources as exc:
         raise CapacityConflict(exc.message) from None
+    except services.ServiceIdUnavailable as exc:
+        raise DeployUnavailable(exc.message) from None
 
 
 @extend_schema(tags=["serving"])
 class ServiceViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, _Scoped
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, ScopedViewSet
 ):
     """Online inference services. ``service_id`` (e.g. ``ems-7f3k2p9q``) names one."""
 
@@ -282,7 +280,7 @@ class ServiceViewSet(
     queryset = Service.objects.none()
     lookup_field = "service_id"
     lookup_value_regex = "ems-[a-z0-9]{8}"
-    required_actions = action_map = {
+    required_actions = {
         "list": "ems:DescribeServices",
         "retrieve": "ems:DescribeService",
         "create": "ems:CreateService",
@@ -301,10 +299,8 @@ class ServiceViewSet(
         "auth": "ems:UpdateService",
     }
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return self.queryset
-        return selectors.services(actor=self.actor(), action="ems:DescribeService")
+    def scoped(self, actor):
+        return selectors.services(actor=actor, action="ems:DescribeService")
 
     def _done(self, service, code=status.HTTP_200_OK):
         service = selectors.services(actor=self.actor(), action="ems:DescribeService").get(

@@ -7,6 +7,7 @@ import os
 
 from django.conf import settings
 
+from models_repo.models import Region
 from serving.models import Node, ResourceGroup
 
 RECONCILE_EVERY_SECONDS = 15
@@ -23,8 +24,6 @@ def _local_capacity() -> tuple[int, int]:
 
 
 def run(*, demo: bool, log) -> None:
-    from models_repo.models import Region
-
     backend = (
         settings.EMS_RUNTIME_BACKEND
         if settings.EMS_RUNTIME_BACKEND in (Node.DOCKER, Node.PROCESS)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from serving.models import Revision
+
 
 def version_in_use(version) -> str | None:
     """models_repo refuses to delete a config version a live service runs (or may roll back
     to)."""
-    from serving.models import Revision
-
     names = sorted(
         set(
             Revision.objects.filter(version=version, service__deleted_at__isnull=True).values_list(

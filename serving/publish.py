@@ -1,6 +1,6 @@
 """The route publisher: turns a service's rows into its gateway route (``gateway.routes``).
 
-Registered on the ``serving.hooks`` seams from ``ServingConfig.ready()``:
+The reconciler calls it directly (``after_pass`` and ``drain``); the token and auth services too:
 
 * ``publish_service(service)`` — after every reconcile pass and every token / auth change: the
   full route (instances in state ``running`` → ``healthy`` at their address; a stopped service
@@ -22,6 +22,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from gateway.routes import RouteStore, make_route, open_store
+from serving.models import Instance, Service
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,6 @@ def live_tokens(service) -> tuple[list[str], dict[str, float]]:
 
 def route_for(service, *, exclude: set[str] | frozenset = frozenset()) -> dict | None:
     """The service's route record, or None when it has none (deleted)."""
-    from serving.models import Instance, Service
-
     if service.deleted_at is not None or service.desired == Service.DELETE:
         return None
     instances = []
@@ -93,8 +92,6 @@ def publish_service(service, *, exclude=frozenset(), force: bool = False) -> int
 
     Raises the store's errors (the hook seam logs them; the next pass publishes again).
     """
-    from serving.models import Service
-
     service = Service.objects.get(pk=service.pk)
     target = store()
     route = route_for(service, exclude=set(exclude))
@@ -113,6 +110,20 @@ def _equivalent(current: dict, route: dict) -> bool:
     return {k: v for k, v in current.items() if k != "generation"} == {
         k: v for k, v in route.items() if k != "generation"
     }
+
+
+def after_pass(service, *, changed: bool) -> None:
+    """After a reconcile pass (outside any transaction): a pass that changed the instances
+    publishes the route; a quiet pass compares the stored route and repairs it when an earlier
+    publish failed (Redis was down). Never raises: the next pass tries again."""
+    try:
+        publish_service(service)
+    except Exception:  # a route store outage must never stop the reconciler
+        log.exception(
+            "publishing the route of %s after a %s pass failed",
+            service.service_id,
+            "changing" if changed else "quiet",
+        )
 
 
 def drain(service, instance_ids) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from serving.backends import BackendError, for_node
 from serving.models import Instance, ResourceGroup, Service
 
 
@@ -32,8 +33,6 @@ def instances(*, service: Service, live_only: bool = False):
 
 def logs(*, service: Service, tail: int = 100) -> list[dict]:
     """The last lines of each live instance's runtime output."""
-    from serving.backends import BackendError, for_node
-
     result = []
     for instance in instances(service=service, live_only=True):
         try:

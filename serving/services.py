@@ -16,9 +16,12 @@ from django.utils import timezone
 
 from accounts import authz
 from accounts.audit import record
+from models_repo.services import FolderChanged, check_version_unchanged
 from serving import events, scheduling
+from serving.access import token_issue
 from serving.models import Instance, ResourceGroup, Revision, Service, new_instance_id
 from serving.scheduling import QUOTA_TYPES, InsufficientResources
+from serving.tasks import reconcile_service
 
 __all__ = [
     "InstanceSize",
@@ -59,8 +62,6 @@ class Scaling:
 
 
 def _enqueue(service: Service) -> None:
-    from serving.tasks import reconcile_service
-
     service_pk = service.pk
     transaction.on_commit(lambda: reconcile_service.delay(service_pk))
 
@@ -139,8 +140,6 @@ def _scaling(scaling: Scaling) -> dict:
 def _check_version(actor, version) -> None:
     if version.tenant_id != actor.tenant_id:
         raise ValidationError({"version": "No such config version."})
-    from models_repo.services import FolderChanged, check_version_unchanged
-
     try:
         check_version_unchanged(version)
     except FolderChanged as exc:
@@ -183,6 +182,18 @@ def _set(service: Service, **changes) -> None:
         setattr(service, key, value)
 
 
+SERVICE_ID_ATTEMPTS = 5
+
+
+class ServiceIdUnavailable(Exception):
+    """Every random service id tried was taken (or the insert kept failing): nothing was
+    created, and trying again is safe. The API answers 503 with ``Retry-After``."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
 def service_deploy(
     *,
     actor,
@@ -221,7 +232,7 @@ def service_deploy(
     with transaction.atomic():
         if Service.objects.live().filter(tenant=actor.tenant, name=name).exists():
             raise ValidationError({"name": f"A service named {name} already exists."})
-        for _ in range(5):
+        for _ in range(SERVICE_ID_ATTEMPTS):
             try:
                 with transaction.atomic():
                     service = Service.objects.create(
@@ -240,13 +251,16 @@ def service_deploy(
                     raise ValidationError(
                         {"name": f"A service named {name} already exists."}
                     ) from None
+        else:  # every attempt collided: nothing was created
+            raise ServiceIdUnavailable(
+                f"No free service id was found in {SERVICE_ID_ATTEMPTS} attempts; nothing was "
+                "deployed. Try again."
+            )
         revision = _new_revision(
             service, version=version, fields=fields, reason="deploy", actor=actor
         )
         _set(service, revision=revision)
         if auth_enabled:
-            from serving.access import token_issue
-
             token_issue(service=service, actor=actor)
         instances = _add_instances(service, revision, service.replicas)
         events.emit(

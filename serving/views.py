@@ -4,35 +4,30 @@ instances, events, logs tail) and its action buttons. The same services as the A
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect, render
 
-from serving import selectors, services
+from accounts.door import By, page, page_object, require_actor
+from serving import access, selectors, services
 from serving.forms import DeployForm, ScaleForm, UpdateForm
 from serving.scheduling import InsufficientResources
 
-ACTIONS = (
-    "stop",
-    "resume",
-    "scale",
-    "update",
-    "rollback",
-    "delete",
-    "rotate-token",
-    "revoke-token",
-    "auth-on",
-    "auth-off",
+# The buttons of the service page: the URL's <action> and the catalogue action each needs.
+ACTIONS = By(
+    "action",
+    {
+        "stop": "ems:StopService",
+        "resume": "ems:ResumeService",
+        "scale": "ems:ScaleService",
+        "update": "ems:UpdateService",
+        "rollback": "ems:RollbackService",
+        "delete": "ems:DeleteService",
+        "rotate-token": "ems:RotateServiceToken",
+        "revoke-token": "ems:RevokeServiceToken",
+        "auth-on": "ems:UpdateService",
+        "auth-off": "ems:UpdateService",
+    },
 )
-
-
-def _actor(request):
-    actor = getattr(request, "actor", None)
-    if actor is None:
-        raise PermissionDenied("You have no active membership in an account.")
-    return actor
 
 
 def _add_errors(form, exc: ValidationError) -> None:
@@ -54,18 +49,16 @@ def _add_errors(form, exc: ValidationError) -> None:
             form.add_error(None, message)
 
 
-@login_required
-@require_http_methods(["GET"])
+@page("GET", actions="ems:DescribeServices")
 def service_list(request):
-    actor = _actor(request)
+    actor = require_actor(request)
     rows = selectors.services(actor=actor)
     return render(request, "serving/service_list.html", {"services": rows})
 
 
-@login_required
-@require_http_methods(["GET", "POST"])
+@page("GET", "POST", actions="ems:CreateService")
 def service_create(request):
-    actor = _actor(request)
+    actor = require_actor(request)
     # ?version=<id>&name=… preselects (the dashboard's one-click deploy of an example).
     initial = {k: request.GET[k] for k in ("version", "name") if request.GET.get(k)}
     form = DeployForm(request.POST or None, actor=actor, initial=initial)
@@ -99,6 +92,8 @@ def service_create(request):
             )
         except InsufficientResources as exc:
             form.add_error("resource_group", exc.message)
+        except services.ServiceIdUnavailable as exc:
+            form.add_error(None, exc.message)
         except ValidationError as exc:
             _add_errors(form, exc)
         else:
@@ -108,13 +103,18 @@ def service_create(request):
     return render(request, "serving/service_form.html", {"form": form}, status=status)
 
 
-@login_required
-@require_http_methods(["GET"])
-def service_detail(request, service_id: str):
-    actor = _actor(request)
-    service = get_object_or_404(
-        selectors.services(actor=actor, action="ems:DescribeService"), service_id=service_id
+def _service(request, service_id: str):
+    return page_object(
+        request,
+        selectors.services(actor=require_actor(request), action="ems:DescribeService"),
+        service_id=service_id,
     )
+
+
+@page("GET", actions="ems:DescribeService", object=True)
+def service_detail(request, service_id: str):
+    actor = require_actor(request)
+    service = _service(request, service_id)
     context = {
         "service": service,
         "revisions": service.revisions.select_related("version").order_by("-number"),
@@ -128,15 +128,10 @@ def service_detail(request, service_id: str):
     return render(request, "serving/service_detail.html", context)
 
 
-@login_required
-@require_http_methods(["POST"])
+@page("POST", actions=ACTIONS, object=True)
 def service_action(request, service_id: str, action: str):
-    actor = _actor(request)
-    if action not in ACTIONS:
-        raise Http404
-    service = get_object_or_404(
-        selectors.services(actor=actor, action="ems:DescribeService"), service_id=service_id
-    )
+    actor = require_actor(request)
+    service = _service(request, service_id)
     try:
         if action == "stop":
             services.service_stop(actor=actor, service=service)
@@ -149,8 +144,6 @@ def service_action(request, service_id: str, action: str):
             messages.success(request, f"Deleting {service.name}.")
             return redirect("serving:service-list")
         elif action in ("rotate-token", "revoke-token", "auth-on", "auth-off"):
-            from serving import access
-
             if action == "rotate-token":
                 access.service_token_rotate(actor=actor, service=service)
             elif action == "revoke-token":
@@ -180,10 +173,3 @@ def service_action(request, service_id: str, action: str):
     else:
         messages.success(request, f"{action.capitalize()} requested for {service.name}.")
     return redirect("serving:service-detail", service_id=service.service_id)
-
-
-# The methods each page answers (the isolation walk reads them).
-service_list.http_methods = ("GET",)
-service_create.http_methods = ("GET", "POST")
-service_detail.http_methods = ("GET",)
-service_action.http_methods = ("POST",)

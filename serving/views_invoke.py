@@ -11,13 +11,11 @@ import urllib.error
 import urllib.request
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import JsonResponse
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_http_methods
+from django.shortcuts import render
 
 from accounts import authz
+from accounts.door import page, page_object, require_actor
 from gateway.tokens import decrypt
 from serving import access, selectors
 
@@ -32,16 +30,13 @@ DTYPE_ZERO = {
 }
 
 
-def _actor(request):
-    actor = getattr(request, "actor", None)
-    if actor is None:
-        raise PermissionDenied("You have no active membership in an account.")
-    return actor
-
-
-def _service(request, service_id: str, action: str):
-    return get_object_or_404(
-        selectors.services(actor=_actor(request), action=action), service_id=service_id
+def _service(request, service_id: str):
+    """The service named in the URL among those the actor may see, checked for the page's
+    action (``accounts.door``)."""
+    return page_object(
+        request,
+        selectors.services(actor=require_actor(request), action="ems:DescribeService"),
+        service_id=service_id,
     )
 
 
@@ -68,11 +63,10 @@ def sample_body(metadata: dict) -> dict:
     return {"instances": [row]}
 
 
-@login_required
-@require_http_methods(["GET"])
+@page("GET", actions="ems:DescribeService", object=True)
 def invoke_page(request, service_id: str):
-    actor = _actor(request)
-    service = _service(request, service_id, "ems:DescribeService")
+    actor = require_actor(request)
+    service = _service(request, service_id)
     context = {
         "service": service,
         **access.addresses(service),
@@ -82,12 +76,11 @@ def invoke_page(request, service_id: str):
     return render(request, "serving/service_invoke.html", context)
 
 
-@login_required
-@require_http_methods(["POST"])
+@page("POST", actions="ems:DescribeServiceToken", object=True)
 def invoke_token(request, service_id: str):
     """The token in clear, for the page's "reveal" button (audited by the service)."""
-    actor = _actor(request)
-    service = _service(request, service_id, "ems:DescribeServiceToken")
+    actor = require_actor(request)
+    service = _service(request, service_id)
     token = access.service_token_reveal(actor=actor, service=service)
     return JsonResponse({"token": token, "curl": access.curl_line(service, token)})
 
@@ -119,12 +112,11 @@ def _gateway_call(service, op: str, body: bytes | None) -> dict:
     return {"status": status, "latency_ms": round(latency, 2), "body": parsed}
 
 
-@login_required
-@require_http_methods(["POST"])
+@page("POST", actions="ems:DescribeServiceToken", object=True)
 def invoke_console(request, service_id: str):
     """``op=metadata``: the model's metadata and a sample body; ``op=predict`` with ``body``
     (JSON): the prediction. Both through the gateway, with the service's token."""
-    service = _service(request, service_id, "ems:DescribeServiceToken")
+    service = _service(request, service_id)
     op = request.POST.get("op", "predict")
     if op not in ("metadata", "predict"):
         return JsonResponse({"error": "op is metadata or predict"}, status=400)
@@ -142,8 +134,3 @@ def invoke_console(request, service_id: str):
     if op == "metadata" and result["status"] == 200 and isinstance(result["body"], dict):
         result["sample"] = sample_body(result["body"])
     return JsonResponse(result)
-
-
-invoke_page.http_methods = ("GET",)
-invoke_token.http_methods = ("POST",)
-invoke_console.http_methods = ("POST",)

@@ -13,6 +13,7 @@ from rest_framework.authentication import (
 from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.actor import resolve_actor, set_actor
+from accounts.services import api_key_authenticate
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -24,8 +25,6 @@ class ApiKeyAuthentication(BaseAuthentication):
             return None
         if len(parts) != 2:
             raise AuthenticationFailed("Use 'Authorization: Bearer <api key>'.")
-        from accounts.services import api_key_authenticate
-
         key = api_key_authenticate(parts[1].decode("latin-1"))
         if key is None or not key.membership.is_active:
             raise AuthenticationFailed("Invalid or revoked API key.")

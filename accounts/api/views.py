@@ -7,9 +7,9 @@ from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from accounts import authz, selectors, service_role, services
@@ -19,35 +19,17 @@ from accounts.api.authentication import (
     ActorSessionAuthentication,
     ApiKeyAuthentication,
 )
-from accounts.api.permissions import ActionPermission, request_actor
+from accounts.api.base import ScopedViewSet, request_actor
 from accounts.models import ApiKey, AuditEvent, Membership, Policy, ServiceRoleAuthorization
 
 
-class ScopedViewSet(viewsets.GenericViewSet):
-    """``get_queryset`` goes through the selector with the actor; reading an object in a write
-    action uses the read action so a reader who may not write gets 403, an outsider 404."""
-
-    permission_classes = [IsAuthenticated, ActionPermission]
-    required_actions: dict[str, str] = {}
-
-    def actor(self):
-        return request_actor(self.request)
-
-    def scoped(self, actor):  # pragma: no cover - every subclass overrides
-        raise NotImplementedError
-
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return self.queryset
-        return self.scoped(self.actor())
-
-
 @extend_schema(tags=["auth"])
-class SignupViewSet(viewsets.GenericViewSet):
+class SignupViewSet(ScopedViewSet):
     """Sign up: a new tenant with a unique 10-digit app id, and its main account."""
 
     authentication_classes = []
     permission_classes = [AllowAny]
+    public_actions = {"create": "sign-up creates the tenant: there is no actor yet"}
     serializer_class = s.SignupSerializer
 
     @extend_schema(responses={201: s.SignupResultSerializer})
@@ -97,13 +79,20 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, ScopedViewS
 
 
 @extend_schema(tags=["service-role"])
-class ServiceRoleViewSet(viewsets.GenericViewSet):
+class ServiceRoleViewSet(ScopedViewSet):
     """The service role (EMS_ServiceRole): status, authorize, revoke; own storage credentials."""
 
-    permission_classes = [IsAuthenticated, ActionPermission]
     serializer_class = s.ServiceRoleSerializer
     queryset = ServiceRoleAuthorization.objects.none()
-    required_actions = {"list": "accounts:DescribeServiceRole"}
+    required_actions = {
+        "list": "accounts:DescribeServiceRole",
+        "authorize": "accounts:AuthorizeServiceRole",
+        "revoke": "accounts:RevokeServiceRole",
+        "storage_credentials": {
+            "PUT": "accounts:PutStorageCredential",
+            "DELETE": "accounts:DeleteStorageCredential",
+        },
+    }
 
     def _status(self, actor):
         current = service_role.current_authorization(actor.tenant)
@@ -193,7 +182,10 @@ class AttachMixin:
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-_MEMBER_ACTIONS = {"policies": "accounts:DescribeSubAccount", "detach": "accounts:DetachPolicy"}
+_MEMBER_ACTIONS = {
+    "policies": {"GET": "accounts:ListAttachedPolicies", "POST": "accounts:AttachPolicy"},
+    "detach": "accounts:DetachPolicy",
+}
 
 
 @extend_schema(tags=["members"])
@@ -250,6 +242,9 @@ class CollaboratorViewSet(
         "retrieve": "accounts:ListCollaborators",
         "destroy": "accounts:DeleteCollaborator",
         **_MEMBER_ACTIONS,
+    }
+    public_actions = {
+        "accept": "the invitation token is the authorization: any logged-in user it was sent to"
     }
 
     def scoped(self, actor):
@@ -316,10 +311,9 @@ class PolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedView
 
 
 @extend_schema(tags=["policies"])
-class SimulateViewSet(viewsets.GenericViewSet):
+class SimulateViewSet(ScopedViewSet):
     """Can member X do action Y on resource Z? The answer and the statement that decided it."""
 
-    permission_classes = [IsAuthenticated, ActionPermission]
     serializer_class = s.SimulateSerializer
     required_actions = {"create": "accounts:SimulatePolicy"}
 

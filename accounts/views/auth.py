@@ -11,12 +11,12 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from accounts import authz, selectors, service_role, services
 from accounts.actor import SESSION_KEY, is_restricted, memberships_of
+from accounts.door import By, anonymous, lookup, page, require_actor
 from accounts.forms import ApiKeyForm, LoginForm, SignupForm, apply_errors
 from accounts.models import SERVICE_ROLE_NAME
-from accounts.views import page
 
 
-@page("GET", "POST", login=False)
+@anonymous("GET", "POST", reason="sign-up creates the tenant: there is no actor yet")
 def signup(request):
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -32,7 +32,7 @@ def signup(request):
     return render(request, "accounts/signup.html", {"form": form})
 
 
-@page("GET", "POST", login=False)
+@anonymous("GET", "POST", reason="logging in is how an actor is chosen")
 def login(request):
     form = LoginForm(request, request.POST or None)
     next_url = request.POST.get("next") or request.GET.get("next") or ""
@@ -44,13 +44,13 @@ def login(request):
     return render(request, "accounts/login.html", {"form": form, "next": next_url})
 
 
-@page("POST", login=False)
+@anonymous("POST", reason="logging out ends whatever session there is")
 def logout(request):
     auth_logout(request)
     return redirect("home")
 
 
-@page("GET")
+@page("GET", public="the landing page of any logged-in user: their own memberships only")
 def dashboard(request):
     actor = request.actor
     if actor is None:
@@ -71,7 +71,7 @@ def dashboard(request):
     )
 
 
-@page("POST")
+@page("POST", public="picks one of the user's own memberships (404 for any other)")
 def switch_tenant(request):
     wanted = request.POST.get("membership", "")
     member = get_object_or_404(memberships_of(request.user), pk=wanted if wanted.isdigit() else 0)
@@ -80,16 +80,25 @@ def switch_tenant(request):
     return redirect("accounts:dashboard")
 
 
-@page("GET")
+@page("GET", public="tells a member with no policy which preset to ask for")
 def restricted(request):
     return render(request, "accounts/restricted.html", {"preset": "EMSFullAccess"})
 
 
-@page("GET", "POST")
+@page(
+    "GET",
+    "POST",
+    public="GET: every member is told whether the role is authorized and whom to ask",
+    actions={
+        "POST": By(
+            "op",
+            {"revoke": "accounts:RevokeServiceRole"},
+            default="accounts:AuthorizeServiceRole",
+        ),
+    },
+)
 def service_role_page(request):
-    actor = request.actor
-    if actor is None:
-        return redirect("accounts:dashboard")
+    actor = require_actor(request)
     role_resource = authz.resource_name(actor.tenant, "role", SERVICE_ROLE_NAME)
     may_authorize = authz.is_allowed(actor, "accounts:AuthorizeServiceRole", role_resource)
     may_revoke = authz.is_allowed(actor, "accounts:RevokeServiceRole", role_resource)
@@ -121,14 +130,18 @@ def service_role_page(request):
     )
 
 
-@page("GET", "POST")
+def _api_key_action(request, kwargs) -> str:
+    return "ems:DeleteApiKey" if request.POST.get("revoke") else "ems:CreateApiKey"
+
+
+@page("GET", "POST", actions={"GET": "ems:ListApiKeys", "POST": _api_key_action})
 def api_keys(request):
-    actor = request.actor
+    actor = require_actor(request)
     form = ApiKeyForm(request.POST or None)
     created = None
     try:
         if request.method == "POST" and request.POST.get("revoke"):
-            key = get_object_or_404(selectors.api_keys(actor=actor), pk=request.POST["revoke"])
+            key = lookup(actor, selectors.api_keys(actor=actor), None, pk=request.POST["revoke"])
             services.api_key_revoke(actor=actor, api_key=key)
             messages.info(request, f"Key {key.name} revoked.")
             return redirect("accounts:api-keys")
@@ -136,7 +149,7 @@ def api_keys(request):
             _, created = services.api_key_create(actor=actor, name=form.cleaned_data["name"])
     except ValidationError as exc:
         apply_errors(form, exc)
-    keys = selectors.api_keys(actor=actor) if actor else []
+    keys = selectors.api_keys(actor=actor)
     return render(
         request, "accounts/api_keys.html", {"form": form, "keys": keys, "created": created}
     )

@@ -10,22 +10,45 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 
 from accounts import authz, selectors, services
+from accounts.door import By, page, page_object, require_actor
 from accounts.forms import InviteForm, PolicyForm, SimulateForm, SubAccountForm, apply_errors
 from accounts.models import Membership, Policy
-from accounts.views import page
 
 
-def _actor_or_404(request):
-    if request.actor is None:
-        from django.http import Http404
+def _member_delete_action(request, kwargs) -> str:
+    kind = (
+        Membership.objects.filter(tenant=require_actor(request).tenant, pk=kwargs["pk"])
+        .values_list("kind", flat=True)
+        .first()
+    )
+    if kind == Membership.COLLABORATOR:
+        return "accounts:DeleteCollaborator"
+    return "accounts:DeleteSubAccount"
 
-        raise Http404("No account selected.")
-    return request.actor
+
+_MEMBER_POST = By(
+    "op",
+    {
+        "attach": "accounts:AttachPolicy",
+        "detach": "accounts:DetachPolicy",
+        "delete": "accounts:DeleteSubAccount",
+    },
+)
 
 
-@page("GET", "POST")
+def _member_post_action(request, kwargs) -> str:
+    if request.POST.get("op") == "delete":
+        return _member_delete_action(request, kwargs)
+    return _MEMBER_POST.resolve(request, kwargs)
+
+
+@page(
+    "GET",
+    "POST",
+    actions={"GET": "accounts:ListSubAccounts", "POST": "accounts:CreateSubAccount"},
+)
 def sub_accounts(request):
-    actor = _actor_or_404(request)
+    actor = require_actor(request)
     form = SubAccountForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -50,13 +73,18 @@ def sub_accounts(request):
     )
 
 
-@page("GET", "POST")
+@page(
+    "GET",
+    "POST",
+    actions={"GET": "accounts:DescribeSubAccount", "POST": _member_post_action},
+    object=True,
+)
 def sub_account(request, pk):
-    actor = _actor_or_404(request)
+    actor = require_actor(request)
     members = Membership.objects.for_actor(actor, "accounts:DescribeSubAccount").exclude(
         kind=Membership.MAIN
     )
-    member = get_object_or_404(members, pk=pk)
+    member = page_object(request, members, pk=pk)
     if request.method == "POST":
         op = request.POST.get("op")
         try:
@@ -88,9 +116,13 @@ def sub_account(request, pk):
     )
 
 
-@page("GET", "POST")
+@page(
+    "GET",
+    "POST",
+    actions={"GET": "accounts:ListCollaborators", "POST": "accounts:InviteCollaborator"},
+)
 def collaborators(request):
-    actor = _actor_or_404(request)
+    actor = require_actor(request)
     form = InviteForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -107,7 +139,7 @@ def collaborators(request):
     )
 
 
-@page("GET", "POST")
+@page("GET", "POST", public="the invitation token is the authorization, for any logged-in user")
 def invitation_accept(request, token):
     if request.method == "POST":
         try:
@@ -120,9 +152,9 @@ def invitation_accept(request, token):
     return render(request, "accounts/invitation.html", {"token": token})
 
 
-@page("GET", "POST")
+@page("GET", "POST", actions={"GET": "accounts:ListPolicies", "POST": "accounts:CreatePolicy"})
 def policies(request):
-    actor = _actor_or_404(request)
+    actor = require_actor(request)
     form = PolicyForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -139,10 +171,18 @@ def policies(request):
     )
 
 
-@page("GET", "POST")
+@page(
+    "GET",
+    "POST",
+    actions={
+        "GET": "accounts:DescribePolicy",
+        "POST": By("op", {"delete": "accounts:DeletePolicy"}, default="accounts:UpdatePolicy"),
+    },
+    object=True,
+)
 def policy_detail(request, pk):
-    actor = _actor_or_404(request)
-    row = get_object_or_404(Policy.objects.for_actor(actor, "accounts:DescribePolicy"), pk=pk)
+    actor = require_actor(request)
+    row = page_object(request, Policy.objects.for_actor(actor, "accounts:DescribePolicy"), pk=pk)
     initial = {
         "name": row.name,
         "description": row.description,
@@ -164,24 +204,21 @@ def policy_detail(request, pk):
     return render(request, "accounts/policy.html", {"policy": row, "form": form})
 
 
-@page("GET", "POST")
+@page("GET", "POST", actions="accounts:SimulatePolicy")
 def simulator(request):
-    actor = _actor_or_404(request)
+    actor = require_actor(request)
     members = Membership.objects.for_actor(actor, "accounts:SimulatePolicy")
     form = SimulateForm(request.POST or None, members=members)
     decision = None
     if request.method == "POST" and form.is_valid():
-        authz.check(
-            actor, "accounts:SimulatePolicy", authz.resource_name(actor.tenant, "member", "*")
-        )
         data = form.cleaned_data
         decision = authz.explain(data["member"], data["action"], data["resource"])
     return render(request, "accounts/simulator.html", {"form": form, "decision": decision})
 
 
-@page("GET")
+@page("GET", actions="accounts:ListAuditEvents")
 def audit(request):
-    actor = _actor_or_404(request)
+    actor = require_actor(request)
     q = request.GET
     events = selectors.audit_events(
         actor=actor,

@@ -17,8 +17,8 @@ labelled with service and instance ids), then
 4. rolls a new revision out (one extra instance at a time, the old one removed only once a new
    one is healthy; with no spare capacity, one old instance is stopped first, and the service's
    message says so) and scales to the desired count;
-5. derives the service's status, and calls ``serving.hooks.on_instances_changed`` when anything
-   a route depends on changed.
+5. derives the service's status; after the pass ``serving.publish.after_pass`` publishes the
+   route when anything it depends on changed (and repairs it after a quiet pass).
 
 ``sweep_node(node)`` removes every labelled container of a node unknown to the database and
 garbage-collects the node's model cache; beat runs ``reconcile_all`` periodically.

@@ -8,7 +8,8 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from serving import events, hooks, scheduling
+from models_repo.services import FolderChanged
+from serving import events, publish, scheduling
 from serving.backends import BackendError, for_node
 from serving.backends.base import EXITED, LABEL_MODEL, LABEL_SERVICE, MISSING
 from serving.models import Instance, Node, Service, ServiceEvent, new_instance_id
@@ -37,10 +38,8 @@ def reconcile(service_pk: int) -> str:
         return IDLE
     finally:
         support.drop_lease(service_pk, owner)
-    if run.changed:
-        hooks.on_instances_changed(run.service)
-    else:  # lets the route publisher repair a publish that failed earlier (Redis was down)
-        hooks.on_quiet_pass(run.service)
+    # After the pass committed: publish the route (a quiet pass checks and repairs it).
+    publish.after_pass(run.service, changed=run.changed)
     return result
 
 
@@ -170,8 +169,6 @@ class Pass:
         try:
             path, fetched = support.fetch_model(node, version)
         except Exception as exc:  # storage errors and a changed folder
-            from models_repo.services import FolderChanged
-
             if isinstance(exc, FolderChanged):
                 self.fail(f"cannot fetch the model: {exc.message}")
                 return
@@ -267,11 +264,11 @@ class Pass:
 
     def drain(self, instances: list[Instance]) -> None:
         """Out of the route first, and wait for the gateways to finish what they sent them
-        (``serving.hooks.before_instances_stop``); SIGTERM comes after."""
+        (``serving.publish.drain``); SIGTERM comes after."""
         ids = [i.instance_id for i in instances if i.address]
         if ids:
             support.renew_lease(self.service.pk, self.owner)
-            hooks.before_instances_stop(self.service, ids)
+            publish.drain(self.service, ids)
             support.renew_lease(self.service.pk, self.owner)
 
     def stop_all(self) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -12,27 +11,22 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from models_repo.services import check_version_unchanged, tenant_storage
+from runtimes.images.tag import image_tag
 from serving.backends import BackendError, InstanceSpec
 from serving.modelcache import ModelCache
 from serving.models import Instance, Node, Service
 
-ROOT = Path(__file__).resolve().parents[2]
 LEASE_SECONDS = 120
 
 
 @functools.lru_cache(maxsize=32)
 def _print_tag(runtime: str) -> str:
-    result = subprocess.run(
-        [str(ROOT / "runtimes" / "build-images"), "--print-tag", runtime],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    tag = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-    if result.returncode != 0 or ":" not in tag:
-        raise BackendError(f"cannot name the image of runtime {runtime}: {result.stderr[-300:]}")
-    return tag
+    """The platform runtime's image tag (``runtimes/images/tag.py``, as the build names it)."""
+    try:
+        return image_tag(runtime)
+    except OSError as exc:  # an unknown runtime, or the runtimes/ sources are unreadable
+        raise BackendError(f"cannot name the image of runtime {runtime}: {exc}") from None
 
 
 def image_for(runtime_env) -> str:
@@ -72,8 +66,6 @@ def fetch_model(node: Node, version) -> tuple[Path, bool]:
     existing = cache.path(version.manifest_digest)
     if existing is not None:
         return cache.ensure(version.manifest_digest, lambda dest: None), False
-    from models_repo.services import check_version_unchanged, tenant_storage
-
     check_version_unchanged(version)
     storage = tenant_storage(version.tenant)
     path = cache.ensure(

@@ -211,8 +211,9 @@ def test_read_only_sub_account_lists_but_every_write_is_403(owner, make_sub_acco
         assert res.status_code == 403, (method, url, res.status_code)
     # member objects are not even listable without accounts:* -> 403 on the collection
     assert reader.api.get("/api/v1/sub-accounts/").status_code == 403
-    # objects it cannot even read are absent (404), as for another tenant
-    assert reader.api.delete(f"/api/v1/policies/{pid}/").status_code == 404
+    # an object of its tenant it cannot even read: 403 naming the action (IAM), not a 404
+    res = reader.api.delete(f"/api/v1/policies/{pid}/")
+    assert res.status_code == 403 and res.json()["action"] == "accounts:DeletePolicy"
     assert victim.membership.attachments.count() == 0
 
 

@@ -121,3 +121,25 @@ def test_schema_has_the_serving_resources(owner):
         "/api/v1/resource-groups/",
     ):
         assert path in schema["paths"]
+
+
+def test_deploy_with_no_free_service_id_is_a_clear_503(
+    owner, angel_version, dedicated, monkeypatch
+):
+    """Five id collisions in a row used to leave ``service`` unbound (a 500)."""
+    first = owner.api.post(
+        "/api/v1/services/", _deploy_body(angel_version, dedicated), format="json"
+    )
+    assert first.status_code == 201, first.json()
+    taken = first.json()["service_id"]
+    field = Service._meta.get_field("service_id")
+    monkeypatch.setattr(field, "_get_default", lambda: taken)  # every new id collides
+    answer = owner.api.post(
+        "/api/v1/services/", _deploy_body(angel_version, dedicated, name="second"), format="json"
+    )
+    assert answer.status_code == 503, answer.content
+    body = answer.json()
+    assert body["code"] == "service_id_unavailable" and "Try again" in body["detail"]
+    assert answer["Retry-After"] == "1"
+    assert list(Service.objects.values_list("name", flat=True)) == ["api-lr"]
+    assert not Instance.objects.exclude(service__service_id=taken).exists()

@@ -9,7 +9,7 @@ import sys
 import pytest
 from django.db import connection
 
-from serving import hooks, reconciler, services
+from serving import publish, reconciler, services
 from serving.backends import for_node
 from serving.backends.base import LABEL_SERVICE
 from serving.models import Instance, Node, ResourceGroup, Service
@@ -32,25 +32,28 @@ def test_a_held_lease_makes_a_second_pass_step_aside(owner, angel_version, dedic
     assert service.instances.get().state == Instance.STARTING
 
 
-def test_route_hook_hears_about_instance_changes(owner, angel_version, dedicated):
+def test_reconciler_publishes_routes_directly(owner, angel_version, dedicated, monkeypatch):
     heard = []
-    listener = heard.append
-    hooks.register_instances_listener(listener)
-    try:
-        service = services.service_deploy(
-            actor=owner.membership,
-            version=angel_version,
-            group=dedicated,
-            name="hook",
-            size=SIZE,
-        )
-        converge(service, status_is(Service.NORMAL))
-        assert heard and all(s.pk == service.pk for s in heard)
-        count = len(heard)
-        reconciler.reconcile(service.pk)  # nothing changed: no call
-        assert len(heard) == count
-    finally:
-        hooks.unregister_instances_listener(listener)
+    original = publish.after_pass
+
+    def recording(service, *, changed):
+        heard.append((service.pk, changed))
+        original(service, changed=changed)
+
+    monkeypatch.setattr(publish, "after_pass", recording)
+    service = services.service_deploy(
+        actor=owner.membership,
+        version=angel_version,
+        group=dedicated,
+        name="hook",
+        size=SIZE,
+    )
+    converge(service, status_is(Service.NORMAL))
+    assert any(changed for _, changed in heard) and all(pk == service.pk for pk, _ in heard)
+    generation = publish.store().get(service.service_id)["generation"]
+    reconciler.reconcile(service.pk)  # nothing changed: a quiet pass, the route is not rewritten
+    assert heard[-1] == (service.pk, False)
+    assert publish.store().get(service.service_id)["generation"] == generation
 
 
 def test_process_instances_outlive_the_worker_session(owner, angel_version, dedicated):
