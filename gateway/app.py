@@ -8,8 +8,8 @@ import time
 from bisect import bisect_left
 from typing import Any
 
-from gateway.upstream import IDLE_SECONDS, Upstream
 from gateway.tokens import check_token
+from gateway.upstream import IDLE_SECONDS, Upstream
 
 # Headers never forwarded either way (RFC 9110 §7.6.1), plus the ones we always rewrite.
 HOP_BY_HOP = frozenset(

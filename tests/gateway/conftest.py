@@ -21,11 +21,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from runtimes.testing import RunningServer, free_port
 from gateway.routes import make_route, open_store
+from runtimes.testing import RunningServer, free_port
 from tests.conftest import service_missing, tcp_open
+from tests.testdata import require_testdata
 
-LR_MODEL = Path(os.environ.get("EMS_TESTDATA", "/work/shared/testdata"), "models/angel/lr/lr-model")
 PREDICT_BODY = {"instances": [{"sparseIndices": [1, 5], "sparseValues": [1.0, 1.0]}]}
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -166,9 +166,10 @@ def start_gateway():
 @pytest.fixture
 def start_runtime():
     started: list[RunningServer] = []
+    lr_model = require_testdata() / "models/angel/lr/lr-model"
 
     def start() -> RunningServer:
-        srv = RunningServer("angel", LR_MODEL, threads=1).start()
+        srv = RunningServer("angel", lr_model, threads=1).start()
         started.append(srv)
         return srv
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from gateway.tokens import generate_token, rotate_hashes, token_sha256
+from tests.conftest import service_missing
 from tests.gateway.conftest import PREDICT_BODY, route
 
 PREDICT = "/v1/models/m:predict"
@@ -181,12 +182,10 @@ def test_the_seed_curl_line(tmp_path, file_store_url, start_gateway, start_runti
     import shutil
     import subprocess
 
-    import pytest
-
     from gateway.routes import open_store
 
     if shutil.which("curl") is None:
-        pytest.skip("no curl")
+        service_missing("no curl on PATH (the README's step 5 uses it)")
     srv = start_runtime()
     token = generate_token()
     gen = open_store(file_store_url).publish(

@@ -12,15 +12,13 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ANGEL_MODEL = Path("/work/shared/testdata/models/angel/lr/lr-model")
 
 
 def angel_model() -> Path:
-    if not ANGEL_MODEL.is_dir():
-        import pytest
+    """The Angel LR test model (the shared test data; a failure in CI when missing)."""
+    from tests.testdata import require_testdata
 
-        pytest.skip(f"{ANGEL_MODEL} is missing")
-    return ANGEL_MODEL
+    return require_testdata() / "models/angel/lr/lr-model"
 
 
 def open_tmp(prefix: str = "ems-sv-") -> Path:
