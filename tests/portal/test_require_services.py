@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SUITE = '''
+SUITE = """
 import pytest
 
 
@@ -25,7 +25,7 @@ def test_needs_something():
 @pytest.mark.xfail(strict=True, reason="a known bug")
 def test_known_bug():
     assert False
-'''
+"""
 
 HOOKS = """
 from tests.conftest import (  # the project's hooks, as the real suite has them
