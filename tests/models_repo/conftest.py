@@ -123,3 +123,7 @@ def runtime_id(name: str) -> int:
     from models_repo.models import RuntimeEnvironment
 
     return RuntimeEnvironment.objects.get(tenant__isnull=True, name=name).pk
+
+
+# --- serving's fixtures, for the tests that delete what a running service uses --------------
+from tests.serving.conftest import angel_version, dedicated, serving_env  # noqa: E402, F401
