@@ -110,7 +110,7 @@ class ClientConn(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         if self.too_big and not self.busy and not self.queue:
-            self._fatal(413, f"request body over the limit of {self.gw.max_body} bytes")
+            self._refuse_early()
         elif self.expect and not self.too_big and self.transport is not None:
             # curl sends "Expect: 100-continue" with larger bodies and waits a second for this
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -142,6 +142,20 @@ class ClientConn(asyncio.Protocol):
         if not self.busy and self.last_seen < since and self.transport is not None:
             self.transport.close()
             self.transport = None
+
+    def _refuse_early(self) -> None:
+        """A declared body over the limit is refused before it is read, but in the order of
+        ``begin``: an unknown service (404) and a missing or wrong token (401) come before 413,
+        so only a caller allowed to send learns the limit."""
+        try:
+            if self.admin or self.url.partition(b"?")[0][:3] == b"/-/":
+                raise Response(404, "not found")
+            svc, _ = self.gw.resolve(self.host, self.url.partition(b"?")[0])
+            self.gw.check(svc, self.token)
+        except Response as r:
+            self.send(r.status, (*JSON, *r.headers), r.body, False)
+            return
+        self._fatal(413, f"request body over the limit of {self.gw.max_body} bytes")
 
     def _fatal(self, status: int, message: str) -> None:
         if self.transport is not None:

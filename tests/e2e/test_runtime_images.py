@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from runtimes.testing import RunningServer
+from tests.testdata import require_testdata
 
 ROOT = Path(__file__).resolve().parents[2]
-TESTDATA = ROOT.parent / "shared" / "testdata" / "models"
 pytestmark = pytest.mark.e2e
 
 
@@ -171,7 +171,7 @@ def _cases(examples: Path, tmp: Path) -> dict[str, tuple[Path, dict, object]]:
     """runtime -> (model folder, request, check(predictions))"""
     angel = tmp / "angel"
     if not angel.exists():
-        shutil.copytree(TESTDATA / "angel" / "lr" / "lr-model", angel)
+        shutil.copytree(require_testdata() / "models/angel/lr/lr-model", angel)
         for path in [angel, *angel.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
     pmml_request = json.loads((examples / "pmml" / "request.json").read_text())

@@ -24,8 +24,9 @@ import pytest
 from gateway.routes import make_route, open_store
 from runtimes.testing import RunningServer, free_port
 from tests.conftest import service_missing, tcp_open
+from tests.gateway.holds import hold
+from tests.testdata import require_testdata
 
-LR_MODEL = Path(os.environ.get("EMS_TESTDATA", "/work/shared/testdata"), "models/angel/lr/lr-model")
 PREDICT_BODY = {"instances": [{"sparseIndices": [1, 5], "sparseValues": [1.0, 1.0]}]}
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,7 +75,8 @@ class GatewayProcess:
         """(status, headers dict lower-cased, parsed JSON or text) over a fresh connection."""
         conn = http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=30)
         try:
-            data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+            raw_body = body is None or isinstance(body, bytes) or hasattr(body, "__next__")
+            data = body if raw_body else json.dumps(body).encode()  # an iterator: chunked
             hdrs = {"Content-Type": "application/json", **(headers or {})}
             if host:
                 hdrs["Host"] = host
@@ -166,9 +168,10 @@ def start_gateway():
 @pytest.fixture
 def start_runtime():
     started: list[RunningServer] = []
+    lr_model = require_testdata() / "models/angel/lr/lr-model"
 
     def start() -> RunningServer:
-        srv = RunningServer("angel", LR_MODEL, threads=1).start()
+        srv = RunningServer("angel", lr_model, threads=1).start()
         started.append(srv)
         return srv
 
@@ -193,7 +196,8 @@ def route(sid, instances, tokens=(), not_after=None, tenant_id=1):
 
 
 class EchoHandler(BaseHTTPRequestHandler):
-    """Answers with its name, the path and the headers it received; ``?sleep=S`` waits."""
+    """Answers with its name, the path and the headers it received; ``?sleep=S`` waits;
+    ``?hold=K`` waits until the test sets ``hold(K)`` (event-driven, no timing guess)."""
 
     protocol_version = "HTTP/1.1"
 
@@ -203,6 +207,8 @@ class EchoHandler(BaseHTTPRequestHandler):
         query = parse_qs(urlsplit(self.path).query)
         if "sleep" in query:
             time.sleep(float(query["sleep"][0]))
+        if "hold" in query:
+            hold(query["hold"][0]).wait(60)
         out = json.dumps(
             {
                 "name": self.server.name,

@@ -6,6 +6,7 @@ import threading
 import time
 
 from tests.gateway.conftest import route
+from tests.gateway.holds import hold
 
 PREDICT = "/v1/models/m:predict"
 
@@ -21,10 +22,12 @@ def test_least_outstanding_requests(file_store_url, start_gateway, start_echo):
     # idle: both instances get traffic
     names = [gw.request("POST", "/ems-lor" + PREDICT, {})[2]["name"] for _ in range(8)]
     assert set(names) == {"a", "b"}
-    # one slow request holds an instance; everything else goes to the other one
+    # one request is held by its instance until we release it; everything else goes to the
+    # other one (no race against a sleep: the hold ends when the test says so)
     slow: dict = {}
+    release = hold("lor")
     t = threading.Thread(
-        target=lambda: slow.update(r=gw.request("POST", "/ems-lor" + PREDICT + "?sleep=1.5", {}))
+        target=lambda: slow.update(r=gw.request("POST", "/ems-lor" + PREDICT + "?hold=lor", {}))
     )
     t.start()
     deadline = time.monotonic() + 5
@@ -34,6 +37,8 @@ def test_least_outstanding_requests(file_store_url, start_gateway, start_echo):
     busy = next(iter(gw.request("GET", "/-/inflight")[2]["inflight"]))
     assert gw.request("GET", f"/-/inflight?instance={busy}")[2]["inflight"] == 1
     others = {gw.request("POST", "/ems-lor" + PREDICT, {})[2]["name"] for _ in range(10)}
+    assert gw.request("GET", f"/-/inflight?instance={busy}")[2]["inflight"] == 1  # still held
+    release.set()
     t.join()
     held = slow["r"][2]["name"]
     assert busy == "i" + held

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "models"
-if not TESTDATA.is_dir():  # the checkout may sit elsewhere; the shared folder is fixed
-    TESTDATA = Path("/work/shared/testdata/models")
+from tests.testdata import models_dir
+
+TESTDATA = models_dir()  # the tests that use MODELS ask for `repo` or `storage`: both check it
 
 APP_ID = "1250000000"
 OTHER_APP_ID = "1250000001"
@@ -60,7 +60,7 @@ def backend(request, tmp_path, fake_aws):
 
 
 @pytest.fixture
-def storage(backend, request):
+def storage(backend, request, testdata):
     """The tenant's storage with a fresh bucket ``models-<n>-1250000000`` in ap-beijing."""
     from models_repo.storage import get_storage
 
@@ -79,7 +79,7 @@ def copy_model(name: str, target: Path) -> Path:
 
 # --- Django side ---------------------------------------------------------------------------------
 @pytest.fixture
-def repo(db, settings, tmp_path):
+def repo(db, settings, tmp_path, testdata):
     """Regions and public runtimes bootstrapped; storage in a fresh local folder."""
     from models_repo import bootstrap
 
@@ -123,3 +123,7 @@ def runtime_id(name: str) -> int:
     from models_repo.models import RuntimeEnvironment
 
     return RuntimeEnvironment.objects.get(tenant__isnull=True, name=name).pk
+
+
+# --- serving's fixtures, for the tests that delete what a running service uses --------------
+from tests.serving.conftest import angel_version, dedicated, serving_env  # noqa: E402, F401

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 from tests.models_repo.conftest import MODELS
+from tests.testdata import require_testdata
 
 
 def _seed(member, bucket_name: str):
@@ -15,6 +16,7 @@ def _seed(member, bucket_name: str):
     store = get_storage(tenant, guard=lambda t: None, backend=make_backend())
     bucket = f"{bucket_name}-{tenant.app_id}"
     store.create_bucket(bucket, region="ap-beijing")
+    require_testdata()
     source = MODELS["pmml-lr"][1]
     for file in sorted(p for p in source.rglob("*") if p.is_file()):
         store.write(bucket, f"m/{file.name}", io.BytesIO(file.read_bytes()))

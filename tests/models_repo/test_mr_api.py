@@ -152,18 +152,37 @@ def test_versions_are_never_updated_through_the_api(owner, repo):
     assert owner.api.get(url).json()["address"] == address
 
 
-def test_a_version_in_use_cannot_be_deleted(owner, repo, monkeypatch):
-    from models_repo import services
+def test_the_version_and_config_of_a_running_service_cannot_be_deleted(
+    owner, angel_version, dedicated
+):
+    """The real in-use check (serving's), against a service that runs the version: both
+    deletes are refused naming the service, and the service keeps running."""
+    from serving import services as serving
+    from serving.models import Service
+    from tests.serving.conftest import converge, status_is
 
+    service = serving.service_deploy(
+        actor=owner.membership,
+        version=angel_version,
+        group=dedicated,
+        name="uses-it",
+        size=serving.InstanceSize(cpu_millicores=500, memory_mib=512),
+    )
+    converge(service, status_is(Service.NORMAL), what="Normal")
+    config_url = f"{CONFIGS}{angel_version.config_id}/"
+    for url in (f"{config_url}versions/1/", config_url):
+        answer = owner.api.delete(url)
+        assert answer.status_code == 400, url
+        assert "Version 1.0 is in use" in str(answer.json()), answer.json()
+        assert "uses-it" in str(answer.json()), answer.json()
+    assert ModelConfigVersion.objects.filter(pk=angel_version.pk).exists()
+    assert service.instances.filter(state="running").count() == 1  # still serving
+
+
+def test_a_version_no_service_uses_can_be_deleted(owner, repo):
     _, address = seed_folder(owner.tenant, MODELS["pmml-lr"][1])
     config = create_config(owner, address, runtime="pmml").json()
-    url = f"{CONFIGS}{config['id']}/versions/1/"
-    monkeypatch.setattr(services, "_IN_USE_CHECKS", [lambda v: "service ems-test runs it"])
-    answer = owner.api.delete(url)
-    assert answer.status_code == 400
-    assert "in use: service ems-test runs it" in str(answer.json())
-    monkeypatch.setattr(services, "_IN_USE_CHECKS", [])
-    assert owner.api.delete(url).status_code == 204
+    assert owner.api.delete(f"{CONFIGS}{config['id']}/versions/1/").status_code == 204
 
 
 def test_outsider_sees_404_everywhere(owner, outsider, repo):

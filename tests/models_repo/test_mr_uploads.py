@@ -1,12 +1,22 @@
-"""Upload safety on both storage backends: attacks are refused and nothing is written."""
+"""Upload safety on both storage backends: attacks are refused and nothing is written; a
+failure after files were written removes them again."""
 
 import io
 import stat
+import struct
 import zipfile
+import zlib
 
 import pytest
 
-from models_repo.uploads import UploadedFile, UploadLimits, UploadRefused, upload_folder, upload_zip
+from models_repo.uploads import (
+    UploadedFile,
+    UploadLimits,
+    UploadRefused,
+    _Capped,
+    upload_folder,
+    upload_zip,
+)
 
 LIMITS = UploadLimits(
     max_bytes=1 << 20, zip_max_total_bytes=8 << 20, zip_max_entries=20, zip_max_ratio=100
@@ -182,3 +192,107 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+# --- the rollback, proven: a failure after files were written removes them -------------------
+class FailingStream(io.BytesIO):
+    """A client that goes away while its third file is being read. Before failing it records
+    which files the store already holds, so the test knows the failure came after writes."""
+
+    def __init__(self, storage, expect_written):
+        super().__init__(b"never complete")
+        self.storage, self.expect_written, self.seen = storage, expect_written, []
+
+    def read(self, size=-1):
+        bucket = self.storage.test_bucket
+        self.seen = [key for key in self.expect_written if self.storage.is_file(bucket, key)]
+        raise OSError("the client went away")
+
+
+def test_a_failure_mid_folder_upload_removes_the_files_already_written(storage):
+    failing = FailingStream(storage, ["up/m/a.pb", "up/m/variables/b.index"])
+    items = [*files(("a.pb", b"graph"), ("variables/b.index", b"index"))]
+    items.append(UploadedFile("variables/c.data", failing, 14))
+    with pytest.raises(OSError, match="went away"):
+        upload_folder(
+            storage, bucket=storage.test_bucket, prefix="up/m/", files=items, limits=LIMITS
+        )
+    assert failing.seen == ["up/m/a.pb", "up/m/variables/b.index"]  # written before the failure
+    assert nothing_written(storage)  # ... and removed by the rollback
+
+
+def _headers(buffer: bytearray, name: str):
+    """Offsets of ``name``'s local header and central directory entry in a zip."""
+    raw = name.encode()
+    local = central = None
+    for offset in range(len(buffer) - 4):
+        if buffer[offset : offset + 4] == b"PK\x03\x04":
+            length = struct.unpack_from("<H", buffer, offset + 26)[0]
+            if bytes(buffer[offset + 30 : offset + 30 + length]) == raw:
+                local = offset
+        elif buffer[offset : offset + 4] == b"PK\x01\x02":
+            length = struct.unpack_from("<H", buffer, offset + 28)[0]
+            if bytes(buffer[offset + 46 : offset + 46 + length]) == raw:
+                central = offset
+    assert local is not None and central is not None
+    return local, central
+
+
+def crafted_zip(entries, name, *, declared_size=None, crc_of=None, encrypted=False):
+    """A real archive, then edited as an attacker would: ``name``'s headers declare a smaller
+    size (and optionally a CRC over ``crc_of``), or say the entry is encrypted."""
+    buffer = bytearray(make_zip(entries, compression=zipfile.ZIP_STORED).getvalue())
+    local, central = _headers(buffer, name)
+    if declared_size is not None:
+        struct.pack_into("<I", buffer, local + 22, declared_size)
+        struct.pack_into("<I", buffer, central + 24, declared_size)
+    if crc_of is not None:
+        struct.pack_into("<I", buffer, local + 14, zlib.crc32(crc_of))
+        struct.pack_into("<I", buffer, central + 16, zlib.crc32(crc_of))
+    if encrypted:
+        for offset in (local + 6, central + 8):  # general purpose flag, bit 0
+            flags = struct.unpack_from("<H", buffer, offset)[0]
+            struct.pack_into("<H", buffer, offset, flags | 0x1)
+    return io.BytesIO(bytes(buffer))
+
+
+def test_an_entry_larger_than_its_header_says_is_refused_and_rolled_back(storage):
+    """The second entry's headers claim 4 bytes of a 4096-byte body. Python's zipfile reads no
+    more than the declared size, so the checksum over the whole body no longer matches: the
+    upload is refused as damaged, after the first entry was written, and that entry is
+    removed again."""
+    entries = [("a.pb", b"graph" * 100), ("b.bin", b"x" * 4096)]
+    buffer = crafted_zip(entries, "b.bin", declared_size=4)
+    with pytest.raises(UploadRefused, match="damaged") as caught:
+        send_zip(storage, buffer)
+    assert "b.bin" in caught.value.message
+    assert nothing_written(storage)
+
+
+def test_an_entry_with_a_matching_checksum_is_cut_at_its_declared_size(storage):
+    """With a checksum crafted for the declared prefix, the entry is stored as declared: the
+    size checks counted the declared size, and no more than that is ever written."""
+    entries = [("a.pb", b"graph"), ("b.bin", b"head" + b"x" * 4092)]
+    buffer = crafted_zip(entries, "b.bin", declared_size=4, crc_of=b"head")
+    send_zip(storage, buffer)
+    assert storage.read(storage.test_bucket, "up/model/b.bin") == b"head"
+
+
+def test_the_cap_refuses_a_reader_that_gives_more_than_declared():
+    """Defence in depth under zipfile (which already stops at the declared size): the cap
+    itself, against a reader that would hand out more."""
+    capped = _Capped(io.BytesIO(b"12345678"), 4, "big.bin")
+    with pytest.raises(UploadRefused, match=r"'big\.bin' is larger than its header says"):
+        capped.read()
+    exact = _Capped(io.BytesIO(b"1234"), 4, "ok.bin")
+    assert exact.read(2) + exact.read(2) + exact.read() == b"1234"
+
+
+def test_an_encrypted_entry_is_refused_and_nothing_is_written(storage):
+    buffer = crafted_zip([("a.pb", b"graph"), ("secret.bin", b"s" * 64)], "secret.bin",
+                         encrypted=True)  # fmt: skip
+    assert zipfile.ZipFile(buffer).getinfo("secret.bin").flag_bits & 0x1  # really flagged
+    buffer.seek(0)
+    with pytest.raises(UploadRefused, match=r"'secret\.bin' is encrypted"):
+        send_zip(storage, buffer)
+    assert nothing_written(storage)

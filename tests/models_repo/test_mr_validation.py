@@ -1,7 +1,6 @@
 """Format validation: every shared test model validates, broken copies fail with the right
 message, and a generated SavedModel and OpenVINO IR validate."""
 
-import importlib.util
 import io
 import json
 import struct
@@ -9,7 +8,10 @@ import struct
 import pytest
 
 from models_repo.validation import LocalFolder, StorageFolder, decode_angel_meta, validate_folder
+from tests.conftest import require_module
 from tests.models_repo.conftest import MODELS, copy_model
+
+pytestmark = pytest.mark.usefixtures("testdata")
 
 
 def check(fmt, path):
@@ -155,8 +157,8 @@ def test_validation_reads_through_storage(storage, tmp_path):
     assert not validate_folder("pmml", folder).ok
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="tensorflow missing")
 def test_generated_saved_model_validates(tmp_path):
+    require_module("tensorflow")
     import tensorflow as tf
 
     class Model(tf.Module):
@@ -172,8 +174,8 @@ def test_generated_saved_model_validates(tmp_path):
     assert check("saved_model", tmp_path / "model" / "1").ok
 
 
-@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino missing")
 def test_generated_openvino_ir_validates(tmp_path):
+    require_module("openvino")
     import numpy as np
     import openvino as ov
     import openvino.opset8 as ops

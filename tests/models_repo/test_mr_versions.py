@@ -10,6 +10,7 @@ from django.db import connection, connections
 
 from models_repo import services
 from models_repo.models import ModelConfig, ModelConfigVersion, Region, RuntimeEnvironment
+from tests.conftest import service_missing
 from tests.models_repo.conftest import MODELS, seed_folder, tenant_store
 
 
@@ -76,7 +77,7 @@ def test_sequential_versions_count_up(owner, repo):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_version_creation_gives_distinct_numbers(owner, repo):
     if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL (DATABASE_URL=postgres://…) for real concurrent writers")
+        service_missing("needs PostgreSQL (DATABASE_URL=postgres://…) for real concurrent writers")
     _, address = seed_folder(owner.tenant, MODELS["pmml-lr"][1])
     config = ModelConfig.objects.create(
         tenant=owner.tenant, name="c", region=Region.objects.get(name="ap-beijing")

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-TESTDATA = Path(os.environ.get("EMS_TESTDATA", "/work/shared/testdata"))
-if not TESTDATA.is_dir():  # the repository checkout's sibling folder, as the README names it
-    TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "testdata"
+from tests.testdata import require_testdata
 
 
 @pytest.fixture(scope="session")
 def testdata() -> Path:
-    if not TESTDATA.is_dir():
-        pytest.skip("shared/testdata is not present on this machine")
-    return TESTDATA
+    """As tests/conftest.py's, repeated so ``--confcutdir tests/runtimes`` finds it too."""
+    return require_testdata()
 
 
 @pytest.fixture(scope="session")

@@ -87,6 +87,13 @@ class Loop:
                 conn = http.client.HTTPConnection("127.0.0.1", self.gateway.port, timeout=60)
         conn.close()
 
+    def wait_ok(self, count: int, timeout: float = 120.0) -> None:
+        """Until ``count`` more requests succeeded (or one failed): progress, not a sleep."""
+        target, deadline = self.ok + count, time.monotonic() + timeout
+        while self.ok < target and not self.failures:
+            assert time.monotonic() < deadline, f"the request loop made no progress ({self.ok})"
+            time.sleep(0.02)
+
     def __enter__(self):
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
@@ -126,7 +133,7 @@ def check_auth_flow(*, owner, gateway, service, other, body, body_file, answer_o
     return token
 
 
-def check_rotate_revoke(*, owner, gateway, service, body, token, capture, grace=3):
+def check_rotate_revoke(*, owner, gateway, service, body, token, capture, grace=10):
     """Rotate: the old token works during the grace period, then 401. Revoke: 401 once the
     gateway's generation has reached the revocation's."""
     with capture(execute=True):
@@ -155,12 +162,15 @@ def drive(service, until, *, timeout, what):
     return converge(service, until, timeout=timeout, what=what)
 
 
-def check_zero_failures(*, owner, gateway, service, body, token, new_version, timeout=180):
-    """Update to another version, then scale 1 → 3 → 1, under a steady request loop."""
+def check_zero_failures(
+    *, owner, gateway, service, body, token, new_version, new_answer_ok=None, timeout=180
+):
+    """Update to another version, then scale 1 → 3 → 1, under a steady request loop. After the
+    update, ``new_answer_ok(answer)`` must hold for the gateway's answer (the new model)."""
     from serving import services
 
     with Loop(gateway, service, token, body) as loop:
-        time.sleep(0.5)
+        loop.wait_ok(5)
         services.service_update(actor=owner.membership, service=service, version=new_version)
         drive(
             service,
@@ -169,14 +179,18 @@ def check_zero_failures(*, owner, gateway, service, body, token, new_version, ti
             timeout=timeout,
             what="updated",
         )
+        settle(gateway)
+        if new_answer_ok is not None:
+            status, _, answer = call(gateway, service, body, token=token)
+            assert status == 200 and new_answer_ok(answer), answer
         services.service_scale(actor=owner.membership, service=service, replicas=3)
         drive(service, normal_with(3), timeout=timeout, what="scaled to 3")
         settle(gateway)
-        time.sleep(0.5)
+        loop.wait_ok(5)
         services.service_scale(actor=owner.membership, service=service, replicas=1)
         drive(service, normal_with(1), timeout=timeout, what="scaled to 1")
         reconciler.reconcile(service.pk)
-        time.sleep(0.5)
+        loop.wait_ok(5)
     assert loop.failures == [], loop.failures[:5]
-    assert loop.ok > 20
+    assert loop.ok >= 15  # three waits for 5 more each, at least
     return loop.ok

@@ -12,15 +12,39 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ANGEL_MODEL = Path("/work/shared/testdata/models/angel/lr/lr-model")
 
 
 def angel_model() -> Path:
-    if not ANGEL_MODEL.is_dir():
-        import pytest
+    """The Angel LR test model (the shared test data; a failure in CI when missing)."""
+    from tests.testdata import require_testdata
 
-        pytest.skip(f"{ANGEL_MODEL} is missing")
-    return ANGEL_MODEL
+    return require_testdata() / "models/angel/lr/lr-model"
+
+
+def angel_lr_variant(dest: Path, *, bias: float) -> Path:
+    """A copy of the Angel LR test model (``dest/6``) with another bias: the same features,
+    different weights, different answers — and another manifest digest (another cache entry)."""
+    shutil.copytree(angel_model(), dest)
+    (dest / "6" / "input_bias" / "0").write_text(f"0,{bias!r}\n")
+    return dest
+
+
+def lr_reference(model: Path, indices: list[int]) -> float:
+    """``w·x + b`` straight from an Angel LR folder's text files, x = 1.0 at ``indices`` (the
+    answer the runtime's "pred" must give; computed independently of the runtime)."""
+    rows = [line.split(",") for line in (model / "6/input_weight/0").read_text().split()][:123]
+    weights = {int(col): float(value) for col, value in rows}
+    bias = float((model / "6/input_bias/0").read_text().split()[0].split(",")[1])
+    return sum(weights.get(i, 0.0) for i in indices) + bias
+
+
+LR_INDICES = [1, 5, 17]
+LR_BODY = {"instances": [{"sparseIndices": LR_INDICES, "sparseValues": [1.0] * len(LR_INDICES)}]}
+
+
+def lr_pred(base_url: str) -> float:
+    """The "pred" an Angel LR instance (or a gateway URL of one) answers for ``LR_BODY``."""
+    return post_json(f"{base_url}/v1/models/m:predict", LR_BODY)["predictions"][0]["pred"]
 
 
 def open_tmp(prefix: str = "ems-sv-") -> Path:

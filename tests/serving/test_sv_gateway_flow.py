@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from serving import publish, services
 from serving.models import Service
 from serving.services import InstanceSize
 from tests.gateway.conftest import PREDICT_BODY
 from tests.serving import gateway_flow as flow
 from tests.serving.conftest import ANGEL_VERSION_DIR, converge, make_version, status_is
-from tests.serving.helpers import angel_model
+from tests.serving.helpers import angel_lr_variant, angel_model, lr_reference
 
 SIZE = InstanceSize(cpu_millicores=500, memory_mib=512)
 
@@ -62,10 +64,13 @@ def test_invoke_flow_through_the_gateway_on_processes(
         token=token,
         capture=django_capture_on_commit_callbacks,
     )
-    v2 = make_version(
-        owner, angel_model() / ANGEL_VERSION_DIR, config=angel_version.config, runtime="angel"
-    )
+    # 2.0 has different weights: after the update the gateway must serve its answers
+    v2_dir = angel_lr_variant(serving_env / "lr-v2", bias=4.0)
+    v2 = make_version(owner, v2_dir / ANGEL_VERSION_DIR, config=angel_version.config)
     assert v2.label == "2.0"
+    indices = PREDICT_BODY["instances"][0]["sparseIndices"]
+    v1_pred, v2_pred = lr_reference(angel_model(), indices), lr_reference(v2_dir, indices)
+    assert abs(v2_pred - v1_pred) > 1.0
     flow.check_zero_failures(
         owner=owner,
         gateway=gateway,
@@ -73,6 +78,7 @@ def test_invoke_flow_through_the_gateway_on_processes(
         body=PREDICT_BODY,
         token=token,
         new_version=v2,
+        new_answer_ok=lambda a: a["predictions"][0]["pred"] == pytest.approx(v2_pred, rel=1e-5),
     )
 
     # delete: the route is gone, callers get 404

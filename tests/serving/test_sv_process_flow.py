@@ -20,7 +20,14 @@ from tests.serving.conftest import (
     make_version,
     status_is,
 )
-from tests.serving.helpers import angel_model, get_json
+from tests.serving.helpers import (
+    LR_INDICES,
+    angel_lr_variant,
+    angel_model,
+    get_json,
+    lr_pred,
+    lr_reference,
+)
 
 SIZE = InstanceSize(cpu_millicores=500, memory_mib=512)
 
@@ -102,34 +109,41 @@ def test_crashed_instance_is_replaced(owner, angel_version, dedicated):
     assert service.events.filter(kind="replaced").exists()
 
 
-def test_update_rolls_over_and_rollback_returns(owner, angel_version, dedicated):
+def test_update_rolls_over_and_rollback_returns(owner, angel_version, dedicated, serving_env):
     service = services.service_deploy(
         actor=owner.membership, version=angel_version, group=dedicated, name="roll", size=SIZE
     )
     converge(service, status_is(Service.NORMAL))
     first = _running(service)[0]
-    v2 = make_version(owner, angel_model() / ANGEL_VERSION_DIR, config=angel_version.config)
+    v1_answer = lr_reference(angel_model(), LR_INDICES)
+    assert lr_pred(first.address) == pytest.approx(v1_answer, rel=1e-5)
+    # 2.0: different weights, so a wrong model served after the update cannot pass
+    v2_dir = angel_lr_variant(serving_env / "lr-v2", bias=4.0)
+    v2_answer = lr_reference(v2_dir, LR_INDICES)
+    assert abs(v2_answer - v1_answer) > 1.0
+    v2 = make_version(owner, v2_dir / ANGEL_VERSION_DIR, config=angel_version.config)
+    assert v2.manifest_digest != angel_version.manifest_digest
     services.service_update(actor=owner.membership, service=service, version=v2)
     service.refresh_from_db()
     assert service.status == Service.UPDATING
-    seen_both = []
 
-    def done(s):
-        live = list(s.instances.filter(state__in=Instance.LIVE))
-        if len(live) == 2 and any(i.state == Instance.RUNNING for i in live):
-            seen_both.append(True)
-        return s.status == Service.NORMAL
-
-    converge(service, done, what="rolled out")
+    converge(service, status_is(Service.NORMAL), what="rolled out")
     current = _running(service)
     assert [i.revision.version_id for i in current] == [v2.pk]
+    assert lr_pred(current[0].address) == pytest.approx(v2_answer, rel=1e-5)
     first.refresh_from_db()
-    assert first.state == Instance.STOPPED and seen_both  # old kept until the new was healthy
+    # the old instance was kept until the new one was healthy
+    assert first.state == Instance.STOPPED
+    assert first.stopped_at >= current[0].ready_at
     assert _backend_ids(service) == {current[0].instance_id}
 
     services.service_rollback(actor=owner.membership, service=service)
     converge(service, status_is(Service.NORMAL), what="rolled back")
-    assert [i.revision.version_id for i in _running(service)] == [angel_version.pk]
+    back = _running(service)
+    assert [i.revision.version_id for i in back] == [angel_version.pk]
+    assert lr_pred(back[0].address) == pytest.approx(v1_answer, rel=1e-5)
+    current[0].refresh_from_db()
+    assert current[0].stopped_at >= back[0].ready_at  # the same rule on the way back
     assert service.revisions.count() == 3
 
 
@@ -142,12 +156,17 @@ def test_update_without_spare_capacity_replaces_one_at_a_time(owner, angel_versi
             actor=owner.membership, version=angel_version, group=group, name="tight", size=SIZE
         )
         converge(service, status_is(Service.NORMAL))
-        v2 = make_version(owner, angel_model() / ANGEL_VERSION_DIR, config=angel_version.config)
+        v2_dir = angel_lr_variant(serving_env / "lr-v2", bias=-4.0)
+        v2 = make_version(owner, v2_dir / ANGEL_VERSION_DIR, config=angel_version.config)
         services.service_update(actor=owner.membership, service=service, version=v2)
         converge(service, lambda s: "one at a time" in s.message or s.status == Service.NORMAL)
         assert service.events.filter(message__contains="one at a time").exists()
         converge(service, status_is(Service.NORMAL))
-        assert [i.revision.version_id for i in _running(service)] == [v2.pk]
+        current = _running(service)
+        assert [i.revision.version_id for i in current] == [v2.pk]
+        assert lr_pred(current[0].address) == pytest.approx(
+            lr_reference(v2_dir, LR_INDICES), rel=1e-5
+        )
     finally:
         cleanup_group(group)
 

@@ -14,6 +14,7 @@ from serving.backends import for_node
 from serving.backends.base import LABEL_SERVICE
 from serving.models import Instance, Node, ResourceGroup, Service
 from serving.reconciler import support
+from tests.conftest import service_missing
 from tests.serving.conftest import converge, status_is
 
 SIZE = services.InstanceSize(cpu_millicores=500, memory_mib=512)
@@ -105,7 +106,7 @@ def test_a_worker_killed_at_the_fault_point_leaves_no_orphans(
     """A real worker process dies (os._exit) right after creating an instance; the next pass
     leaves exactly the desired instances. Needs a database a second process can open."""
     if connection.vendor != "postgresql":
-        pytest.skip("the worker subprocess needs the test database on PostgreSQL")
+        service_missing("the worker subprocess needs the test database on PostgreSQL")
     service = services.service_deploy(
         actor=owner.membership,
         version=angel_version,
