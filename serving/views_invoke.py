@@ -17,7 +17,7 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_http_methods
 
-from accounts import authz
+from accounts import authz, throttles
 from serving import access, selectors
 from gateway.tokens import decrypt
 
@@ -88,6 +88,7 @@ def invoke_token(request, service_id: str):
     """The token in clear, for the page's "reveal" button (audited by the service)."""
     actor = _actor(request)
     service = _service(request, service_id, "ems:DescribeServiceToken")
+    throttles.limit(request, "sensitive", account=throttles.account_of(request))
     token = access.service_token_reveal(actor=actor, service=service)
     return JsonResponse({"token": token, "curl": access.curl_line(service, token)})
 
