@@ -72,10 +72,12 @@ def wait_http(url: str, timeout: float = 20) -> None:
     raise TimeoutError(url)
 
 
-def start_gateway(routes: str) -> tuple[subprocess.Popen, int]:
-    port = free_port()
+def start_gateway(routes: str) -> tuple[subprocess.Popen, int, int]:
+    """The gateway on a free port; returns (process, public port, admin port)."""
+    port, admin = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     argv = [sys.executable, "-m", "gateway", "--bind", f"127.0.0.1:{port}"]
+    argv += ["--admin-bind", f"127.0.0.1:{admin}"]
     proc = subprocess.Popen(
         [*argv, "--routes", routes, "--log-level", "WARNING"],
         cwd=ROOT,
@@ -84,23 +86,23 @@ def start_gateway(routes: str) -> tuple[subprocess.Popen, int]:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/healthz", timeout=2):
-                return proc, port
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/-/healthz", timeout=2):
+                return proc, port, admin
         except OSError:
             time.sleep(0.05)
     proc.kill()
     raise TimeoutError("gateway did not become healthy")
 
 
-def generation(port: int) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/generation", timeout=2) as r:
+def generation(admin_port: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/-/generation", timeout=2) as r:
         return json.loads(r.read())["generation"]
 
 
 def propagation(routes: str, upstream: str, rounds: int = 20) -> list[float]:
     """Seconds from ``publish`` returning to the gateway reporting that generation."""
     store = open_store(routes)
-    proc, port = start_gateway(routes)
+    proc, _, admin = start_gateway(routes)
     try:
         out = []
         for i in range(rounds):
@@ -108,7 +110,7 @@ def propagation(routes: str, upstream: str, rounds: int = 20) -> list[float]:
             route = make_route(service_id="ems-bench-prop", tenant_id=0, auth=False, instances=inst)
             started = time.perf_counter()
             gen = store.publish(route)
-            while generation(port) < gen:
+            while generation(admin) < gen:
                 time.sleep(0.001)
             out.append(time.perf_counter() - started)
             time.sleep(0.05)
@@ -174,7 +176,7 @@ def main() -> None:
                 instances=[{"id": "i1", "url": srv.url, "state": "healthy"}],
             )
         )
-        gw, gw_port = start_gateway(routes)
+        gw, gw_port, _ = start_gateway(routes)
         procs.append(gw)
         targets = [
             ("direct to the runtime", f"{srv.url}{PREDICT}"),

@@ -41,7 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--admin-bind",
         default=env("EMS_GATEWAY_ADMIN_BIND", ""),
-        help="host:port for /metrics and /-/* only (unset: they are on --bind too)",
+        help="host:port for /metrics and /-/* (never served on --bind); "
+        "default 127.0.0.1:<the --bind port + 1>",
     )
     p.add_argument(
         "--keepalive-timeout",
@@ -51,6 +52,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"))
     return p.parse_args(argv)
+
+
+def admin_bind(args: argparse.Namespace) -> tuple[str, int]:
+    """Where the admin endpoints listen: ``--admin-bind``, else loopback on the next port."""
+    if args.admin_bind:
+        host, _, port = args.admin_bind.rpartition(":")
+        return host or "127.0.0.1", int(port)
+    return "127.0.0.1", int(args.bind.rpartition(":")[2]) + 1
 
 
 def reporter(gw: Gateway, store: RouteStore, stop: threading.Event) -> None:
@@ -101,15 +110,17 @@ async def serve(args: argparse.Namespace) -> int:
             lambda: ClientConn(gw), host or "127.0.0.1", int(port), reuse_address=True, backlog=2048
         )
     ]
-    if args.admin_bind:
-        gw.admin_separate = True
-        a_host, _, a_port = args.admin_bind.rpartition(":")
-        servers.append(
-            await loop.create_server(
-                lambda: ClientConn(gw, admin=True), a_host or "127.0.0.1", int(a_port)
-            )
-        )
-    log.info("gateway %s on http://%s, routes from %s", gw.gateway_id, args.bind, args.routes)
+    # the admin endpoints list every service: a listener of their own, loopback unless told
+    a_host, a_port = admin_bind(args)
+    servers.append(await loop.create_server(lambda: ClientConn(gw, admin=True), a_host, a_port))
+    log.info(
+        "gateway %s on http://%s (admin on %s:%s), routes from %s",
+        gw.gateway_id,
+        args.bind,
+        a_host,
+        a_port,
+        args.routes,
+    )
     done = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)

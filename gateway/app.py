@@ -51,7 +51,17 @@ class Response(Exception):
 class Service:
     """One applied route, compiled for the hot path."""
 
-    __slots__ = ("auth", "generation", "healthy", "id", "instances", "not_after", "rr", "tokens")
+    __slots__ = (
+        "auth",
+        "generation",
+        "healthy",
+        "id",
+        "instances",
+        "not_after",
+        "refuse",
+        "rr",
+        "tokens",
+    )
 
     def __init__(self, route: dict[str, Any], upstreams: dict[tuple[str, str], Upstream]) -> None:
         self.id = route["service_id"]
@@ -59,6 +69,7 @@ class Service:
         self.auth = bool(route.get("auth"))
         self.tokens = tuple(route.get("token_sha256", ()))
         self.not_after = dict(route.get("token_not_after") or {})
+        self.refuse = route.get("refuse") or ""  # set: every call gets 403 with this message
         self.instances: list[Upstream] = []
         self.healthy: list[Upstream] = []
         self.rr = 0
@@ -123,7 +134,6 @@ class Gateway:
         self.client_inflight = 0
         self.loop: Any = None  # the event loop, set by serve()
         self.clients: set = set()  # open client connections (protocol objects)
-        self.admin_separate = False  # /metrics and /-/* only on the admin listener
 
     # ---- routes (called on the event loop by the watcher thread) ----
     def apply(self, changes: dict[str, dict | None], generation: int, full: bool) -> None:

@@ -193,7 +193,7 @@ class ClientConn(asyncio.Protocol):
         self.sid = None
         path, _, query = url.partition(b"?")
         if path[:3] == b"/-/" or path == b"/metrics" or self.admin:
-            if self.admin or not gw.admin_separate:
+            if self.admin:
                 self.reply(*self.internal(path, query))
             else:  # the gateway's own endpoints live on the admin listener only
                 self.reply(404, JSON, b'{"error": "not found"}')
@@ -201,6 +201,8 @@ class ClientConn(asyncio.Protocol):
         try:
             svc, rest = gw.resolve(host, path)
             self.sid = svc.id
+            if svc.refuse:  # e.g. the tenant is suspended: say so, proxy nothing
+                raise Response(403, svc.refuse)
             gw.check(svc, token)
             if method not in METHODS:
                 raise Response(405, "the TF-Serving REST API takes GET and POST only")

@@ -63,8 +63,12 @@ def make_route(
     token_sha256: Iterable[str] = (),
     token_not_after: dict[str, float] | None = None,
     instances: Iterable[dict[str, str]] = (),
+    refuse: str = "",
 ) -> Route:
-    """A validated route record (``generation`` is filled in by ``publish``)."""
+    """A validated route record (``generation`` is filled in by ``publish``).
+
+    ``refuse``: a message; when set, the gateway answers every call with 403 ``{"error":
+    refuse}`` and proxies nothing (a suspended tenant's services)."""
     route: Route = {
         "service_id": service_id,
         "tenant_id": tenant_id,
@@ -75,6 +79,8 @@ def make_route(
     }
     if token_not_after:
         route["token_not_after"] = dict(token_not_after)
+    if refuse:
+        route["refuse"] = refuse
     validate_route(route)
     return route
 
@@ -86,6 +92,8 @@ def validate_route(route: Route) -> None:
     for h in route.get("token_sha256", []):
         if not (isinstance(h, str) and len(h) == 64 and all(c in "0123456789abcdef" for c in h)):
             raise RouteError("token_sha256 holds 64 lowercase hex digits per token")
+    if not isinstance(route.get("refuse", ""), str):
+        raise RouteError("refuse is a message (a string)")
     if route.get("auth") and not route.get("token_sha256"):
         raise RouteError("auth is on but the route has no token")
     for inst in route.get("instances", []):

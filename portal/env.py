@@ -17,6 +17,20 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
+RATE_UNITS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "h": 3600,
+    "hour": 3600,
+    "d": 86400,
+    "day": 86400,
+}
+
+
 class Env:
     """Reads variables from a mapping (``os.environ`` by default) with type checks."""
 
@@ -71,6 +85,17 @@ class Env:
         if maximum is not None and number > maximum:
             raise ImproperlyConfigured(f"{name}={number} is above the maximum of {maximum}.")
         return number
+
+    def rate(self, name: str, default: str) -> str:
+        """A rate limit ``<count>/<second|minute|hour|day>`` (e.g. ``10/minute``)."""
+        value = self.raw(name) or default
+        count, _, unit = value.partition("/")
+        if not count.strip().isdigit() or int(count) < 1 or unit.strip().lower() not in RATE_UNITS:
+            raise ImproperlyConfigured(
+                f"{name}={value!r} is not a rate: use <count>/<second|minute|hour|day>, "
+                "e.g. 10/minute."
+            )
+        return value
 
     def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
         value = self.raw(name)

@@ -114,6 +114,38 @@ else:
         }
     }
 
+# --- HTTPS and security headers (portal.security) --------------------------------------------
+# EMS_HTTPS=1: the portal is served over HTTPS (directly or behind a TLS proxy that sets
+# X-Forwarded-Proto): redirect HTTP to HTTPS, secure cookies, HSTS.
+EMS_HTTPS = env.bool("EMS_HTTPS", default=False)
+if EMS_HTTPS:
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("EMS_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("EMS_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("EMS_HSTS_PRELOAD", default=True)
+    # /healthz stays reachable over plain HTTP for load balancers' probes
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+if env.bool("EMS_BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# The Content-Security-Policy of every page; {nonce} is the request's script nonce
+# (templates: <script nonce="{{ request.csp_nonce }}">). Empty: no header.
+EMS_CSP = env.str(
+    "EMS_CSP",
+    default=(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}'; "
+        "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    ),
+)
+
 # --- EMS ---------------------------------------------------------------------------------------
 EMS_STORAGE_BACKEND = env.choice("EMS_STORAGE_BACKEND", ("local", "s3"), "local")
 EMS_STORAGE_ROOT = Path(env.str("EMS_STORAGE_ROOT", default=str(DATA_DIR / "storage"))).resolve()
@@ -185,6 +217,17 @@ def _secrets_key() -> str:
 EMS_SECRETS_KEY = _secrets_key()
 EMS_HEALTH_PING_TIMEOUT = env.int("EMS_HEALTH_PING_TIMEOUT", 5, minimum=1, maximum=60)
 
+# --- rate limits (accounts.throttles): <count>/<second|minute|hour|day> ------------------------
+EMS_THROTTLE_RATES = {
+    "api": env.rate("EMS_THROTTLE_API", "1200/minute"),
+    "api_anon": env.rate("EMS_THROTTLE_API_ANON", "120/minute"),
+    "login": env.rate("EMS_THROTTLE_LOGIN", "10/minute"),
+    "signup": env.rate("EMS_THROTTLE_SIGNUP", "10/hour"),
+    "sensitive": env.rate("EMS_THROTTLE_SENSITIVE", "30/minute"),
+}
+EMS_TRUSTED_PROXIES = env.int("EMS_TRUSTED_PROXIES", 0, minimum=0, maximum=10)
+
+
 # --- Django ------------------------------------------------------------------------------------
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -208,12 +251,14 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "portal.security.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "accounts.actor.ActorMiddleware",
+    "accounts.throttles.RateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -272,6 +317,7 @@ REST_FRAMEWORK = {
         "accounts.api.authentication.ActorSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.throttles.ApiThrottle"],
     "EXCEPTION_HANDLER": "accounts.api.exceptions.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,

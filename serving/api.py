@@ -10,7 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 
-from accounts import authz
+from accounts import authz, throttles
 from accounts.api.base import ScopedViewSet
 from models_repo.models import ModelConfigVersion
 from serving import access, selectors, services
@@ -417,6 +417,8 @@ class ServiceViewSet(
         return Response(selectors.logs(service=self.get_object(), tail=tail))
 
     def _invoke(self, service):
+        # the answer holds the token in clear for those who may see it: rate-limited
+        throttles.limit(self.request, "sensitive", account=throttles.account_of(self.request))
         service = selectors.services(actor=self.actor(), action="ems:DescribeService").get(
             pk=service.pk
         )

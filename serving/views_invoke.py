@@ -14,7 +14,7 @@ from django.conf import settings
 from django.http import JsonResponse
 from django.shortcuts import render
 
-from accounts import authz
+from accounts import authz, throttles
 from accounts.door import page, page_object, require_actor
 from gateway.tokens import decrypt
 from serving import access, selectors
@@ -81,6 +81,7 @@ def invoke_token(request, service_id: str):
     """The token in clear, for the page's "reveal" button (audited by the service)."""
     actor = require_actor(request)
     service = _service(request, service_id)
+    throttles.limit(request, "sensitive", account=throttles.account_of(request))
     token = access.service_token_reveal(actor=actor, service=service)
     return JsonResponse({"token": token, "curl": access.curl_line(service, token)})
 

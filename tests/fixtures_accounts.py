@@ -12,9 +12,18 @@ Each is an ``accounts.testing.World``: ``.user``, ``.membership`` (the actor), `
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from accounts import testing
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits(settings):
+    """Each test counts its requests from zero (the rate-limit counters live in the shared
+    cache): a namespace of its own. Throttle tests lower ``settings.EMS_THROTTLE_RATES``."""
+    settings.EMS_THROTTLE_NAMESPACE = uuid.uuid4().hex
 
 
 @pytest.fixture

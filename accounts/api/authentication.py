@@ -3,6 +3,8 @@ the session (actor from the tenant switcher) and, for creating the first key, HT
 
 from __future__ import annotations
 
+import base64
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import (
     BaseAuthentication,
@@ -10,8 +12,9 @@ from rest_framework.authentication import (
     SessionAuthentication,
     get_authorization_header,
 )
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import AuthenticationFailed, Throttled
 
+from accounts import throttles
 from accounts.actor import resolve_actor, set_actor
 from accounts.services import api_key_authenticate
 
@@ -46,6 +49,17 @@ class ActorBasicAuthentication(BasicAuthentication):
     user's main account or first membership."""
 
     def authenticate(self, request):
+        parts = get_authorization_header(request).split()
+        if parts and parts[0].lower() == b"basic":
+            # every password try counts, per IP and per username, before it is checked
+            try:
+                tried = base64.b64decode(parts[1]).decode("utf-8").partition(":")[0]
+            except (IndexError, ValueError):
+                tried = ""
+            try:
+                throttles.limit(request, "login", account=tried or None)
+            except throttles.RateLimited as exc:
+                raise Throttled(exc.retry_after, str(exc)) from None
         result = super().authenticate(request)
         if result is not None:
             set_actor(request._request, resolve_actor(result[0]))

@@ -17,9 +17,12 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from accounts.errors import ActionDenied, ServiceRoleNotAuthorized
+from accounts.throttles import RateLimited, too_many
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, RateLimited):
+        return too_many(exc, json=True)
     if isinstance(exc, ServiceRoleNotAuthorized):
         return Response(
             {"detail": exc.message, "code": exc.code, "authorize_url": exc.authorize_url},

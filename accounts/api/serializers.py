@@ -154,3 +154,13 @@ class AuditEventSerializer(serializers.ModelSerializer):
             "detail",
         ]
         read_only_fields = fields
+
+
+class AuditQuerySerializer(serializers.Serializer):
+    """The audit list's filters (query parameters); a bad one is a 400 naming it."""
+
+    action = serializers.CharField(required=False, max_length=128)
+    outcome = serializers.ChoiceField(choices=AuditEvent.OUTCOMES, required=False)
+    actor = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)

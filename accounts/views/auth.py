@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from accounts import authz, selectors, service_role, services
+from accounts import authz, selectors, service_role, services, throttles
 from accounts.actor import SESSION_KEY, is_restricted, memberships_of
 from accounts.door import By, anonymous, lookup, page, require_actor
 from accounts.forms import ApiKeyForm, LoginForm, SignupForm, apply_errors
@@ -19,6 +19,8 @@ from accounts.models import SERVICE_ROLE_NAME
 @anonymous("GET", "POST", reason="sign-up creates the tenant: there is no actor yet")
 def signup(request):
     form = SignupForm(request.POST or None)
+    if request.method == "POST":
+        throttles.limit(request, "signup")
     if request.method == "POST" and form.is_valid():
         try:
             member = services.signup(**form.cleaned_data)
@@ -36,6 +38,9 @@ def signup(request):
 def login(request):
     form = LoginForm(request, request.POST or None)
     next_url = request.POST.get("next") or request.GET.get("next") or ""
+    if request.method == "POST":
+        tried = f"{request.POST.get('app_id', '')}:{request.POST.get('username', '')}"
+        throttles.limit(request, "login", account=tried)
     if request.method == "POST" and form.is_valid():
         auth_login(request, form.user)
         if not url_has_allowed_host_and_scheme(next_url, {request.get_host()}):
@@ -146,6 +151,7 @@ def api_keys(request):
             messages.info(request, f"Key {key.name} revoked.")
             return redirect("accounts:api-keys")
         if request.method == "POST" and form.is_valid():
+            throttles.limit(request, "sensitive", account=throttles.account_of(request))
             _, created = services.api_key_create(actor=actor, name=form.cleaned_data["name"])
     except ValidationError as exc:
         apply_errors(form, exc)

@@ -44,9 +44,10 @@ class GatewayProcess:
     def __init__(self, routes: str, admin: bool = False, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.admin_port = free_port() if admin else self.port
-        if admin:
-            env["EMS_GATEWAY_ADMIN_BIND"] = f"127.0.0.1:{self.admin_port}"
+        # the admin endpoints (/metrics, /-/*) are never on the public port; tests name
+        # their listener (a free port) rather than rely on the default (the public port + 1)
+        self.admin_port = free_port()
+        env.setdefault("EMS_GATEWAY_ADMIN_BIND", f"127.0.0.1:{self.admin_port}")
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
         argv = [sys.executable, "-m", "gateway", "--bind", f"127.0.0.1:{self.port}"]
         self.proc = subprocess.Popen(

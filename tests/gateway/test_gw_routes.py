@@ -72,19 +72,20 @@ def test_redis_resync_after_reconnect(redis_url, start_gateway, start_echo):
 
 
 def test_gateway_never_imports_django(file_store_url):
-    port = free_port()
+    port, admin = free_port(), free_port()
     script = (
         "import os, sys, threading, time, urllib.request, signal\n"
         "from gateway.__main__ import main\n"
         "def probe():\n"
         "    for _ in range(200):\n"
         "        try:\n"
-        f"            urllib.request.urlopen('http://127.0.0.1:{port}/-/healthz'); break\n"
+        f"            urllib.request.urlopen('http://127.0.0.1:{admin}/-/healthz'); break\n"
         "        except OSError: time.sleep(0.05)\n"
         "    print('DJANGO', 'django' in sys.modules, flush=True)\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"
         "threading.Thread(target=probe, daemon=True).start()\n"
-        f"sys.exit(main(['--bind', '127.0.0.1:{port}', '--routes', '{file_store_url}']))\n"
+        f"sys.exit(main(['--bind', '127.0.0.1:{port}', '--admin-bind', '127.0.0.1:{admin}', "
+        f"'--routes', '{file_store_url}']))\n"
     )
     env = gateway_env()
     assert "DJANGO_SETTINGS_MODULE" not in env

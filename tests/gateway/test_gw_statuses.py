@@ -28,7 +28,7 @@ def test_predict_with_token_path_and_host(store, store_url, start_gateway, start
     status, _, body = gw.request("GET", "/ems-aaa1/v1/models/m", None, ok)
     assert status == 200 and body["model_version_status"][0]["state"] == "AVAILABLE"
     # counted per service in the gateway's own metrics
-    metrics = gw.request("GET", "/metrics")[2]
+    metrics = gw.request("GET", "/metrics", port=gw.admin_port)[2]
     assert 'ems_gateway_requests_total{service="ems-aaa1",code="200"} 3' in metrics
     assert 'ems_gateway_request_duration_seconds_count{service="ems-aaa1"} 3' in metrics
 
@@ -252,3 +252,102 @@ def test_admin_listener_keeps_own_endpoints_off_the_public_port(
         assert gw.request("GET", path, port=gw.admin_port)[0] == 200, path
     assert gw.request("POST", "/ems-adm" + PREDICT, {}, port=gw.admin_port)[0] == 404
     assert 'service="ems-adm"' in gw.request("GET", "/metrics", port=gw.admin_port)[2]
+
+
+def test_refused_route_answers_403_with_its_message_and_proxies_nothing(
+    file_store_url, start_gateway, start_echo
+):
+    from gateway.routes import RouteError, make_route, open_store
+
+    url = start_echo("a")
+    store = open_store(file_store_url)
+    message = "the account 1234567890 is suspended: unpaid bills"
+    refused = make_route(
+        service_id="ems-sus",
+        tenant_id=1,
+        auth=True,
+        token_sha256=[token_sha256(generate_token())],
+        instances=[{"id": "i1", "url": url, "state": "healthy"}],
+        refuse=message,
+    )
+    gen = store.publish(refused)
+    gw = start_gateway(file_store_url)
+    gw.wait_generation(gen)
+    for path in (PREDICT, "/v1/models/m"):
+        status, headers, body = gw.request("POST", "/ems-sus" + path, {})
+        assert (status, body) == (403, {"error": message})
+        assert headers["content-type"].startswith("application/json")
+    # lifted: the same service answers again (here: its token is required)
+    gen = store.publish(route("ems-sus", [("i1", url)]))
+    gw.wait_generation(gen)
+    assert gw.request("POST", "/ems-sus" + PREDICT, {})[0] == 200
+    try:
+        make_route(service_id="x", tenant_id=1, auth=False, refuse=["no"])
+    except RouteError as exc:
+        assert "refuse" in str(exc)
+    else:
+        raise AssertionError("a non-string refuse message was accepted")
+
+
+def test_admin_endpoints_default_to_loopback_next_port(file_store_url):
+    """With no EMS_GATEWAY_ADMIN_BIND the admin endpoints listen on 127.0.0.1:<port + 1>;
+    the public port answers 404 for them."""
+    import socket
+    import subprocess
+    import sys
+
+    from tests.gateway.conftest import ROOT, gateway_env
+
+    for _ in range(20):  # a free port whose successor is free too
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            try:
+                with socket.socket() as b:
+                    b.bind(("127.0.0.1", port + 1))
+                break
+            except OSError:
+                continue
+    env = gateway_env()
+    env.pop("EMS_GATEWAY_ADMIN_BIND", None)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--routes",
+            file_store_url,
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        import http.client
+
+        def get(p, path):
+            conn = http.client.HTTPConnection("127.0.0.1", p, timeout=5)
+            try:
+                conn.request("GET", path)
+                return conn.getresponse().status
+            finally:
+                conn.close()
+
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if get(port + 1, "/-/healthz") == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "no admin listener"
+            time.sleep(0.05)
+        for path in ("/metrics", "/-/healthz", "/-/generation"):
+            assert get(port, path) == 404, path
+            assert get(port + 1, path) == 200, path
+    finally:
+        proc.terminate()
+        proc.wait(10)
