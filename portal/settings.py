@@ -69,11 +69,16 @@ CELERY_BROKER_URL = env.url(
 )
 CELERY_BROKER_DIR = DATA_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem"):
+    # The embedded broker: portal.filebroker writes and claims message files atomically and
+    # sets unreadable ones aside in dead-letter/ (kombu's own filesystem transport does not).
+    CELERY_BROKER_TRANSPORT = "portal.filebroker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_BROKER_DIR / "queue"),
         "data_folder_out": str(CELERY_BROKER_DIR / "queue"),
         "processed_folder": str(CELERY_BROKER_DIR / "processed"),
         "control_folder": str(CELERY_BROKER_DIR / "control"),
+        "claimed_folder": str(CELERY_BROKER_DIR / "claimed"),
+        "dead_letter_folder": str(CELERY_BROKER_DIR / "dead-letter"),
         "store_processed": False,
     }
 else:
@@ -84,6 +89,9 @@ CELERY_RESULT_BACKEND = env.str(
     "CELERY_RESULT_BACKEND",
     default=REDIS_URL or f"file://{DATA_DIR / 'celery-results'}",
 )
+if CELERY_RESULT_BACKEND.startswith("file://"):
+    # The same atomic writes for results (Celery's file backend writes in place).
+    CELERY_RESULT_BACKEND = f"portal.filebroker:FileResultBackend+{CELERY_RESULT_BACKEND}"
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
