@@ -18,6 +18,7 @@ from django.urls import reverse
 
 from accounts import authz, policy, services
 from accounts.models import AuditEvent, Membership, Policy, PolicyAttachment
+from portal import jsonlimits
 
 
 class TenantAdminSite(admin.AdminSite):
@@ -155,6 +156,8 @@ class MemberAdmin(ScopedAdmin):
 
 
 class PolicyForm(forms.ModelForm):
+    document = jsonlimits.JSONFormField()
+
     class Meta:
         model = Policy
         fields = ["name", "description", "document"]

@@ -191,6 +191,8 @@ def _secrets_key() -> str:
 
 
 EMS_SECRETS_KEY = _secrets_key()
+# Deepest nesting of objects/arrays a JSON request body may have (API, forms); deeper is a 400.
+EMS_JSON_MAX_DEPTH = env.int("EMS_JSON_MAX_DEPTH", 64, minimum=4, maximum=200)
 EMS_HEALTH_PING_TIMEOUT = env.int("EMS_HEALTH_PING_TIMEOUT", 5, minimum=1, maximum=60)
 
 # --- Django ------------------------------------------------------------------------------------
@@ -280,6 +282,12 @@ REST_FRAMEWORK = {
         "accounts.api.authentication.ActorSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # DRF's parsers, with a JSON nesting limit (portal.jsonlimits): deep bodies are a 400.
+    "DEFAULT_PARSER_CLASSES": [
+        "portal.jsonlimits.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "accounts.api.exceptions.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
