@@ -4,84 +4,14 @@ connections too, and idle ones wait in the poller without a thread."""
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
-from runtimes.testing import free_port
+from tests.integration.procs import gunicorn, healthz
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
-
-
-@contextmanager
-def gunicorn(tmp_path: Path, **env: str):
-    port = free_port()
-    environ = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("EMS_", "DATABASE_", "REDIS_", "CELERY_"))
-    }
-    environ.update(
-        DJANGO_SETTINGS_MODULE="portal.settings",
-        DEBUG="1",
-        EMS_DATA_DIR=str(tmp_path),
-        EMS_WEB_BIND=f"127.0.0.1:{port}",
-        EMS_WEB_WORKERS="1",
-        **env,
-    )
-    log = open(tmp_path / "gunicorn.log", "w+b")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "portal.wsgi",
-            "--config",
-            "python:portal.gunicorn_conf",
-        ],
-        cwd=ROOT,
-        env=environ,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                healthz(url, timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise RuntimeError(f"gunicorn did not start:\n{log.read().decode()}") from None
-                time.sleep(0.3)
-        yield url, port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-def healthz(url: str, timeout: float = 10) -> float:
-    """Seconds /healthz?worker=0 took (200 expected)."""
-    started = time.monotonic()
-    with urllib.request.urlopen(f"{url}/healthz?worker=0", timeout=timeout) as answer:
-        assert answer.status == 200
-        answer.read()
-    return time.monotonic() - started
 
 
 def slowloris(port: int, count: int) -> list[socket.socket]:
@@ -119,7 +49,7 @@ def test_healthz_answers_promptly_beside_slowloris_sockets(tmp_path):
     """Six slowloris sockets (four stopped sync workers for 40 s) against one worker with the
     default 8 threads: /healthz keeps answering at once, and the server cuts each slow head at
     the header timeout."""
-    with gunicorn(tmp_path, EMS_WEB_HEADER_TIMEOUT="4") as (url, port):
+    with gunicorn(tmp_path, EMS_WEB_HEADER_TIMEOUT="4") as (url, port, _):
         socks = slowloris(port, 6)
         try:
             worst = 0.0
@@ -142,7 +72,7 @@ def test_healthz_answers_promptly_beside_slowloris_sockets(tmp_path):
 def test_more_slow_clients_than_threads_wait_only_for_the_header_timeout(tmp_path):
     """Two threads, six slowloris sockets: /healthz is served as soon as the head deadline
     frees the threads, not after the clients give up."""
-    with gunicorn(tmp_path, EMS_WEB_THREADS="2", EMS_WEB_HEADER_TIMEOUT="2") as (url, port):
+    with gunicorn(tmp_path, EMS_WEB_THREADS="2", EMS_WEB_HEADER_TIMEOUT="2") as (url, port, _):
         socks = slowloris(port, 6)
         try:
             time.sleep(0.5)
@@ -155,7 +85,7 @@ def test_more_slow_clients_than_threads_wait_only_for_the_header_timeout(tmp_pat
 
 
 def test_silent_connections_are_closed_and_do_not_block(tmp_path):
-    with gunicorn(tmp_path, EMS_WEB_HEADER_TIMEOUT="2", EMS_WEB_THREADS="2") as (url, port):
+    with gunicorn(tmp_path, EMS_WEB_HEADER_TIMEOUT="2", EMS_WEB_THREADS="2") as (url, port, _):
         socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
         try:
             assert healthz(url) < 2.0
