@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from django import forms
 from django.contrib.auth import authenticate
+
+from portal import jsonlimits
 
 
 class SignupForm(forms.Form):
@@ -64,7 +64,7 @@ class PolicyForm(forms.Form):
 
     def clean_document(self):
         try:
-            return json.loads(self.cleaned_data["document"])
+            return jsonlimits.loads(self.cleaned_data["document"])
         except ValueError as exc:
             raise forms.ValidationError(f"document: malformed JSON: {exc}") from None
 

@@ -9,11 +9,11 @@ any allow; nothing allowed means denied.
 
 from __future__ import annotations
 
-import json
 import re
 from functools import lru_cache
 
 from accounts import catalogue
+from portal import jsonlimits
 
 STATEMENT_KEYS = {"effect", "action", "resource", "sid"}
 RESOURCE_RE = re.compile(
@@ -91,7 +91,7 @@ def validate(document) -> dict:
     """Return the normalized document (lower-case keys, lists) or raise :class:`PolicyError`."""
     if isinstance(document, str | bytes):
         try:
-            document = json.loads(document)
+            document = jsonlimits.loads(document)
         except ValueError as exc:
             raise PolicyError("document", f"malformed JSON: {exc}") from None
     if not isinstance(document, dict):

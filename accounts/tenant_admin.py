@@ -19,6 +19,7 @@ from django.urls import reverse
 from accounts import authz, policy, services
 from accounts.models import AuditEvent, Membership, Policy, PolicyAttachment
 from accounts.services.policies import _name
+from portal import jsonlimits
 
 
 class TenantAdminSite(admin.AdminSite):
@@ -156,6 +157,8 @@ class MemberAdmin(ScopedAdmin):
 
 
 class PolicyForm(forms.ModelForm):
+    document = jsonlimits.JSONFormField()
+
     class Meta:
         model = Policy
         fields = ["name", "description", "document"]

@@ -15,9 +15,16 @@ app.autodiscover_tasks()
 def _make_broker_folders(sender, **kwargs):
     """The filesystem broker needs its folders before the first message is written."""
     options = sender.conf.broker_transport_options or {}
-    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
+    for key in (
+        "data_folder_in",
+        "data_folder_out",
+        "processed_folder",
+        "control_folder",
+        "claimed_folder",
+        "dead_letter_folder",
+    ):
         if options.get(key):
             os.makedirs(options[key], exist_ok=True)
     backend = sender.conf.result_backend or ""
-    if backend.startswith("file://"):
-        os.makedirs(backend[len("file://") :], exist_ok=True)
+    if "file://" in backend:
+        os.makedirs(backend.split("file://", 1)[1], exist_ok=True)

@@ -69,11 +69,16 @@ CELERY_BROKER_URL = env.url(
 )
 CELERY_BROKER_DIR = DATA_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem"):
+    # The embedded broker: portal.filebroker writes and claims message files atomically and
+    # sets unreadable ones aside in dead-letter/ (kombu's own filesystem transport does not).
+    CELERY_BROKER_TRANSPORT = "portal.filebroker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_BROKER_DIR / "queue"),
         "data_folder_out": str(CELERY_BROKER_DIR / "queue"),
         "processed_folder": str(CELERY_BROKER_DIR / "processed"),
         "control_folder": str(CELERY_BROKER_DIR / "control"),
+        "claimed_folder": str(CELERY_BROKER_DIR / "claimed"),
+        "dead_letter_folder": str(CELERY_BROKER_DIR / "dead-letter"),
         "store_processed": False,
     }
 else:
@@ -84,6 +89,9 @@ CELERY_RESULT_BACKEND = env.str(
     "CELERY_RESULT_BACKEND",
     default=REDIS_URL or f"file://{DATA_DIR / 'celery-results'}",
 )
+if CELERY_RESULT_BACKEND.startswith("file://"):
+    # The same atomic writes for results (Celery's file backend writes in place).
+    CELERY_RESULT_BACKEND = f"portal.filebroker:FileResultBackend+{CELERY_RESULT_BACKEND}"
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -215,6 +223,8 @@ def _secrets_key() -> str:
 
 
 EMS_SECRETS_KEY = _secrets_key()
+# Deepest nesting of objects/arrays a JSON request body may have (API, forms); deeper is a 400.
+EMS_JSON_MAX_DEPTH = env.int("EMS_JSON_MAX_DEPTH", 64, minimum=4, maximum=200)
 EMS_HEALTH_PING_TIMEOUT = env.int("EMS_HEALTH_PING_TIMEOUT", 5, minimum=1, maximum=60)
 
 # --- rate limits (accounts.throttles): <count>/<second|minute|hour|day> ------------------------
@@ -252,6 +262,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "portal.security.SecurityHeadersMiddleware",
+    # Last to see a view's exception: a database that cannot be reached is a 503.
+    "portal.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -318,6 +330,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_THROTTLE_CLASSES": ["accounts.throttles.ApiThrottle"],
+    # DRF's parsers, with a JSON nesting limit (portal.jsonlimits): deep bodies are a 400.
+    "DEFAULT_PARSER_CLASSES": [
+        "portal.jsonlimits.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "accounts.api.exceptions.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,

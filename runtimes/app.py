@@ -37,6 +37,13 @@ DUMP_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 # Batched row requests up to this size are parsed and answered on the event loop (a few tens
 # of microseconds); bigger ones go through the worker pool so the loop never stalls.
 INLINE_BODY_LIMIT = 256 * 1024
+# orjson refuses documents nested deeper than 1024 levels; a tensor has at most 64 dimensions
+# (NumPy's limit), so the deepest valid request is far shallower: a RecursionError anywhere in
+# handling one is the client's nesting, answered 400 like the parser's own refusal.
+TOO_DEEP = (
+    "the request JSON is nested too deeply: a tensor has at most 64 dimensions, "
+    "and objects/arrays may nest at most 1024 levels"
+)
 
 
 @dataclass
@@ -172,6 +179,8 @@ class RuntimeApp:
             return 200, orjson.dumps(result, option=DUMP_OPTIONS)
         except ApiError as exc:
             return exc.status, error_body(exc.message)
+        except RecursionError:
+            return 400, error_body(TOO_DEEP)
         except Exception as exc:  # a real fault inside the runtime: log it, answer 500
             log.exception("predict failed")
             return 500, error_body(f"internal error in the {model.runtime} runtime: {exc}")
@@ -181,6 +190,8 @@ class RuntimeApp:
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
+            if "depth limit" in str(exc) or "recursion" in str(exc).lower():
+                raise BadRequest(TOO_DEEP) from None
             raise BadRequest(f"malformed JSON in request body: {exc}") from None
         if not isinstance(body, dict):
             raise BadRequest("the request body must be a JSON object")
@@ -200,6 +211,8 @@ class RuntimeApp:
             return 200, orjson.dumps(result, option=DUMP_OPTIONS)
         except ApiError as exc:
             return exc.status, error_body(exc.message)
+        except RecursionError:
+            return 400, error_body(TOO_DEEP)
         except Exception as exc:  # a real fault inside the runtime: log it, answer 500
             log.exception("%s failed", verb)
             return 500, error_body(f"internal error in the {model.runtime} runtime: {exc}")

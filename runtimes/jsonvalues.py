@@ -15,6 +15,9 @@ import numpy as np
 
 from runtimes.errors import BadRequest
 
+# NumPy's own limit on dimensions; string tensors are flattened by hand, so check it here.
+MAX_DIMS = 64
+
 
 def is_b64(value: Any) -> bool:
     """True for TF-Serving's binary value object ``{"b64": "..."}``."""
@@ -34,6 +37,8 @@ def decode_b64(value: dict[str, Any]) -> bytes:
 def _string_leaves(value: Any, shape: list[int], depth: int, out: list[bytes]) -> None:
     """Flatten a nested list of strings / b64 objects, recording and checking its shape."""
     if isinstance(value, list):
+        if depth >= MAX_DIMS:
+            raise BadRequest(f"a string tensor has at most {MAX_DIMS} dimensions")
         if depth == len(shape):
             if out:  # a list where earlier rows had a scalar
                 raise BadRequest("ragged input: rows have different shapes")

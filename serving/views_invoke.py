@@ -5,7 +5,6 @@ latency. The console is a server-side proxy (no CORS): it calls only
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +16,7 @@ from django.shortcuts import render
 from accounts import authz, throttles
 from accounts.door import page, page_object, require_actor
 from gateway.tokens import decrypt
+from portal import jsonlimits
 from serving import access, selectors
 
 CONSOLE_MAX_BODY = 1 << 20
@@ -107,7 +107,7 @@ def _gateway_call(service, op: str, body: bytes | None) -> dict:
         return {"status": 0, "latency_ms": None, "body": {"error": f"gateway unreachable: {exc}"}}
     latency = (time.perf_counter() - started) * 1000.0
     try:
-        parsed = json.loads(raw)
+        parsed = jsonlimits.loads(raw)
     except ValueError:
         parsed = raw.decode(errors="replace")
     return {"status": status, "latency_ms": round(latency, 2), "body": parsed}
@@ -127,7 +127,7 @@ def invoke_console(request, service_id: str):
         if len(text) > CONSOLE_MAX_BODY:
             return JsonResponse({"error": "the body is over 1 MiB"}, status=400)
         try:
-            json.loads(text)
+            jsonlimits.loads(text)
         except ValueError as exc:
             return JsonResponse({"error": f"the body is not JSON: {exc}"}, status=400)
         body = text.encode()

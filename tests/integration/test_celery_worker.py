@@ -3,6 +3,7 @@ the embedded filesystem broker, and through the /healthz round trip."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -60,10 +61,12 @@ def celery_worker(env: dict[str, str], queue: str):
             print(out)
 
 
-def _client_app(broker: str, backend: str, options: dict) -> Celery:
+def _client_app(broker: str, backend: str, options: dict, transport: str | None = None) -> Celery:
     app = Celery("probe", broker=broker, backend=backend)
     app.conf.broker_transport_options = options
     app.conf.task_serializer = "json"
+    if transport:
+        app.conf.broker_transport = transport
     return app
 
 
@@ -86,15 +89,14 @@ def test_worker_on_redis_runs_a_task(redis_url, tmp_path):
         _round_trip(_client_app(redis_url, redis_url, {}), queue)
 
 
-def test_worker_on_embedded_broker_runs_a_task(tmp_path):
-    queue = f"ems-test-{secrets.token_hex(4)}"
+def _embedded(tmp_path) -> tuple[Celery, dict[str, str]]:
+    """A client of the embedded broker in ``tmp_path`` and a worker environment using it."""
     folder = tmp_path / "broker"
     options = {
-        "data_folder_in": str(folder / "queue"),
-        "data_folder_out": str(folder / "queue"),
-        "processed_folder": str(folder / "processed"),
-        "control_folder": str(folder / "control"),
+        name.replace("-", "_") + "_folder": str(folder / name)
+        for name in ("processed", "control", "claimed", "dead-letter")
     }
+    options.update(data_folder_in=str(folder / "queue"), data_folder_out=str(folder / "queue"))
     for path in options.values():
         os.makedirs(path, exist_ok=True)
     results = tmp_path / "celery-results"
@@ -102,8 +104,71 @@ def test_worker_on_embedded_broker_runs_a_task(tmp_path):
     env = {"DEBUG": "1", "EMS_DATA_DIR": str(tmp_path)}
     for key in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "DATABASE_URL"):
         env[key] = ""
+    app = _client_app(
+        "filesystem://",
+        f"portal.filebroker:FileResultBackend+file://{results}",
+        options,
+        transport="portal.filebroker:Transport",
+    )
+    return app, env
+
+
+def test_worker_on_embedded_broker_runs_a_task(tmp_path):
+    queue = f"ems-test-{secrets.token_hex(4)}"
+    app, env = _embedded(tmp_path)
     with celery_worker(env, queue):
-        _round_trip(_client_app("filesystem://", f"file://{results}", options), queue)
+        _round_trip(app, queue)
+
+
+def test_bad_messages_are_set_aside_and_the_worker_lives_on(tmp_path):
+    """Corrupt files dropped into the real queue folder while a real worker consumes it: each
+    unreadable one lands in dead-letter/ with a note, the rest are logged and dropped by Celery,
+    and the worker keeps answering."""
+    queue = f"ems-test-{secrets.token_hex(4)}"
+    app, env = _embedded(tmp_path)
+    folder = tmp_path / "broker" / "queue"
+    dead = tmp_path / "broker" / "dead-letter"
+    with celery_worker(env, queue) as worker:
+        _round_trip(app, queue)
+        envelope = {
+            "body": "e30=",
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {},
+            "properties": {
+                "body_encoding": "base64",
+                "delivery_info": {"exchange": "", "routing_key": queue},
+                "delivery_mode": 2,
+                "delivery_tag": "x",
+            },
+        }
+        unreadable = {
+            "empty": b"",
+            "truncated": b'{"body": "e30=", "content-enc',
+            "not-json": b"\x00\xff garbage",
+            "a-list": b"[1, 2, 3]",
+            "no-properties": json.dumps({"body": "e30="}).encode(),
+            "bad-base64": json.dumps({**envelope, "body": "e30"}).encode(),
+        }
+        # Readable by the transport, wrong for Celery: its own error paths drop them.
+        celery_bad = {
+            "no-task-header": json.dumps(envelope).encode(),
+            "unknown-task": json.dumps(
+                {**envelope, "headers": {"task": "no.such.task", "id": "1"}}
+            ).encode(),
+        }
+        for index, (label, data) in enumerate({**unreadable, **celery_bad}.items()):
+            (folder / f"{index:020d}_{label}.{queue}.msg").write_bytes(data)
+        deadline = time.monotonic() + 60
+        while len(list(dead.glob("*.msg"))) < len(unreadable) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        _round_trip(app, queue)
+        assert worker.poll() is None, "the worker died"
+    names = sorted(p.name for p in dead.glob("*.msg"))
+    assert {n.split("_", 1)[1].split(".")[0] for n in names} == set(unreadable)
+    for name in names:
+        assert (dead / f"{name}.why").read_text().strip()
+    assert not [p for p in folder.iterdir() if p.name.endswith(f".{queue}.msg")]
 
 
 @pytest.mark.django_db

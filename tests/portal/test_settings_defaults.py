@@ -17,6 +17,7 @@ print(json.dumps({
     "options": s.DATABASES["default"].get("OPTIONS", {}),
     "broker": s.CELERY_BROKER_URL,
     "results": s.CELERY_RESULT_BACKEND,
+    "transport": getattr(s, "CELERY_BROKER_TRANSPORT", None),
     "storage": s.EMS_STORAGE_BACKEND,
     "backend": s.EMS_RUNTIME_BACKEND,
     "cache": s.CACHES["default"]["BACKEND"],
@@ -52,7 +53,9 @@ def test_embedded_default(tmp_path):
     assert "journal_mode=WAL" in found["options"]["init_command"]
     assert found["options"]["timeout"] >= 5
     assert found["broker"] == "filesystem://"
-    assert found["results"].startswith("file://")
+    # The atomic file transport and result store of portal.filebroker, not kombu's own.
+    assert found["transport"] == "portal.filebroker:Transport"
+    assert found["results"].startswith("portal.filebroker:FileResultBackend+file://")
     assert found["storage"] == "local"
     assert found["backend"] == "process"
     assert found["cache"].endswith("FileBasedCache")
@@ -68,6 +71,7 @@ def test_production_switches(tmp_path):
     assert found["engine"] == "django.db.backends.postgresql"
     assert found["broker"] == "redis://cache.example:6379/0"
     assert found["results"] == "redis://cache.example:6379/0"
+    assert found["transport"] is None
     assert found["backend"] == "docker"
     assert found["cache"].endswith("RedisCache")
     # Reliability: late acks, one message at a time, limits under the visibility timeout.
