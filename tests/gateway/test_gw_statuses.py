@@ -87,7 +87,13 @@ def test_502_refused_and_504_timeout(file_store_url, start_gateway, start_echo):
     status, _, body = gw.request("POST", "/ems-slow" + PREDICT + "?sleep=2", {})
     assert status == 504 and "timed out" in body["error"]
     assert time.monotonic() - started < 1.5
-    assert gw.request("POST", "/ems-slow" + PREDICT, {})[0] == 200  # the pool recovers
+    # the instance that timed out is ejected (503 at once) until a probe re-admits it
+    status, headers, body = gw.request("POST", "/ems-slow" + PREDICT, {})
+    assert (status, headers["retry-after"]) == (503, "1") and "answering" in body["error"]
+    deadline = time.monotonic() + 10
+    while gw.request("POST", "/ems-slow" + PREDICT, {})[0] != 200:  # the pool recovers
+        assert time.monotonic() < deadline, gw.log()
+        time.sleep(0.1)
 
 
 def test_rotation_grace_then_401(store, store_url, start_gateway, start_echo):
