@@ -27,6 +27,7 @@ REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 JSON = ((b"content-type", b"application/json"),)
 METHODS = frozenset({b"GET", b"POST"})
 IDLE, HEAD, BODY = 0, 1, 2  # where the parser is in the current request
+LINGER = 2.0  # seconds a connection answered before its request was read is drained
 
 
 class Limit(Exception):
@@ -68,6 +69,8 @@ class ClientConn(asyncio.Protocol):
         self.phase_since = 0.0
         self.raw_head = 0  # bytes read while in a request head (bounds httptools' buffering)
         self.limit: Limit | None = None
+        self.linger: asyncio.Transport | None = None  # answered early: reading the rest
+        self.linger_until = 0.0
         self._reset()
 
     def _reset(self) -> None:
@@ -113,7 +116,13 @@ class ClientConn(asyncio.Protocol):
             # one header line still being read is buffered by httptools: stop it here
             self._fatal(431, f"request headers over the limit of {gw.max_header} bytes")
 
+    def eof_received(self) -> bool | None:
+        if self.linger is not None:  # the client sent all it had: close now
+            self.linger.close()
+        return None
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self.linger = None
         self.gw.clients.discard(self)
         self.queue.clear()
         self.transport = None
@@ -184,6 +193,9 @@ class ClientConn(asyncio.Protocol):
     # ---- time limits (called on the gateway's tick) ----
     def check_timeouts(self, now: float) -> None:
         """408 for a request whose head or body arrives too slowly; close idle keep-alives."""
+        if self.linger is not None and now >= self.linger_until:
+            self.linger.close()
+            self.linger = None
         if self.transport is None:
             return
         gw = self.gw
@@ -212,11 +224,15 @@ class ClientConn(asyncio.Protocol):
             self.transport = None
 
     def _fatal(self, status: int, message: str) -> None:
-        self.phase = IDLE
-        if self.transport is not None:
-            self.send(status, JSON, [json.dumps({"error": message}).encode()], False)
+        """Answer and close. A request not read to its end is read on (and dropped) for up
+        to LINGER seconds after our half-close, so the client can read the answer: closing
+        with unread input would reset the connection and lose it."""
+        unread, self.phase = self.phase != IDLE, IDLE
+        self.send(status, JSON, [json.dumps({"error": message}).encode()], False, unread)
 
-    def send(self, status: int, headers, body: list[bytes], keep_alive: bool) -> None:
+    def send(
+        self, status: int, headers, body: list[bytes], keep_alive: bool, linger: bool = False
+    ) -> None:
         if self.transport is None:
             return
         keep_alive = keep_alive and not self.gw.draining
@@ -235,7 +251,11 @@ class ClientConn(asyncio.Protocol):
         else:  # large: the chunks as they came, never copied into one buffer
             self.transport.writelines([b"".join(out), *body])
         if not keep_alive:
-            self.transport.close()
+            if linger and self.transport.can_write_eof():
+                self.transport.write_eof()
+                self.linger, self.linger_until = self.transport, monotonic() + LINGER
+            else:
+                self.transport.close()
             self.transport = None
 
     # One exchange at a time per connection, driven by callbacks (no task per request):

@@ -21,8 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from runtimes.testing import RunningServer, free_port
 from gateway.routes import make_route, open_store
+from runtimes.testing import RunningServer, free_port
 from tests.conftest import service_missing, tcp_open
 
 LR_MODEL = Path(os.environ.get("EMS_TESTDATA", "/work/shared/testdata"), "models/angel/lr/lr-model")
@@ -40,8 +40,10 @@ def gateway_env(**extra: str) -> dict[str, str]:
 class GatewayProcess:
     """``python -m gateway`` on a free port; ``start`` waits for /-/healthz."""
 
-    def __init__(self, routes: str, admin: bool = False, **env: str) -> None:
-        self.port = free_port()
+    def __init__(
+        self, routes: str, admin: bool = False, port: int | None = None, **env: str
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin_port = free_port() if admin else self.port
         if admin:
@@ -65,6 +67,18 @@ class GatewayProcess:
                 pass
             time.sleep(0.05)
         raise TimeoutError(self.log())
+
+    def rss_kib(self) -> int:
+        """Resident memory of the process (VmRSS in /proc/<pid>/status), in KiB."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def upstreams(self) -> dict[str, dict]:
+        """The gateway's view of its instances: id -> {inflight, ejected, ejections, url}."""
+        doc = self.request("GET", "/-/upstreams", port=self.admin_port)[2]
+        return {u["id"]: u for u in doc["upstreams"]}
 
     def log(self) -> str:
         self._log.seek(0)
@@ -153,8 +167,10 @@ def store(store_url):
 def start_gateway():
     started: list[GatewayProcess] = []
 
-    def start(routes: str, admin: bool = False, **env: str) -> GatewayProcess:
-        gw = GatewayProcess(routes, admin, **env)
+    def start(
+        routes: str, admin: bool = False, port: int | None = None, **env: str
+    ) -> GatewayProcess:
+        gw = GatewayProcess(routes, admin, port, **env)
         started.append(gw)
         return gw
 
@@ -203,6 +219,13 @@ class EchoHandler(BaseHTTPRequestHandler):
         query = parse_qs(urlsplit(self.path).query)
         if "sleep" in query:
             time.sleep(float(query["sleep"][0]))
+        if "echo" in query:  # the body back, as it came
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         out = json.dumps(
             {
                 "name": self.server.name,

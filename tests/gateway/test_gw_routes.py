@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from runtimes.testing import free_port
 from gateway.routes import RouteError, make_route, open_store
+from runtimes.testing import free_port
 from tests.gateway.conftest import PREDICT_BODY, ROOT, gateway_env, route
 
 PREDICT = "/v1/models/m:predict"
