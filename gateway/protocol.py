@@ -125,6 +125,7 @@ class ClientConn(asyncio.Protocol):
         self.linger = None
         self.gw.clients.discard(self)
         self.queue.clear()
+        self.body, self.payload = [], []  # the parser refers back to us: free bodies now
         self.transport = None
         if self.busy:  # the caller left: give up the upstream side, free the counters
             self.release(abort=True)
@@ -185,6 +186,7 @@ class ClientConn(asyncio.Protocol):
             p.get_method(), self.url, self.headers, self.body, self.size, p.should_keep_alive(),
             self.too_big, self.host, self.token,
         )  # fmt: skip
+        self.body = []  # the request holds it now; an idle connection pins no body
         if self.busy:
             self.queue.append(req)
         else:
@@ -413,6 +415,7 @@ class ClientConn(asyncio.Protocol):
         if self.sid is not None:
             gw.observe(self.sid, status, perf_counter() - self.started)
         self.busy = False
+        self.last_seen = monotonic()  # idle from the answer on, not from the request
         if self.queue:  # pipelined: next one on the next loop turn, not by recursion
             gw.loop.call_soon(self._next)
 

@@ -113,6 +113,7 @@ class UpstreamConn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.body = []
         self.pool.discard(self)
         why = f" ({exc})" if exc else ""
         self._fail(
