@@ -105,6 +105,9 @@ class GatewayProcess:
     def generation(self) -> int:
         return self.request("GET", "/-/generation", port=self.admin_port)[2]["generation"]
 
+    def gateway_id(self) -> str:
+        return self.request("GET", "/-/generation", port=self.admin_port)[2]["gateway_id"]
+
     def wait_generation(self, generation: int, timeout: float = 5.0) -> float:
         """Seconds until the gateway reports ``generation`` (fails the test on timeout)."""
         started = time.monotonic()
