@@ -55,6 +55,7 @@ class ClientConn(asyncio.Protocol):
         self.svc = None
         self.head = self.tail = b""
         self.payload: list[bytes] = []
+        self.size_out = 0
         self.tried: list[Upstream] = []
         self.resent = False
         self.error: UpstreamError | None = None
@@ -298,7 +299,7 @@ class ClientConn(asyncio.Protocol):
         self.svc = svc
         self.head = b"%s %s%s%s HTTP/1.1\r\nhost: " % (method, rest, b"?" if query else b"", query)
         self.tail = self.forward_headers(headers, size)
-        self.payload = body
+        self.payload, self.size_out = body, size
         self.tried, self.resent, self.error = [], False, None
         self.timer = gw.loop.call_later(gw.upstream_timeout, self.on_timeout)
         self.attempt()
@@ -339,7 +340,10 @@ class ClientConn(asyncio.Protocol):
     def dispatch(self, conn: UpstreamConn) -> None:
         self.conn = conn
         up = self.up
-        if conn.request([self.head, up.host_header, self.tail, *self.payload], self):
+        parts = [self.head, up.host_header, self.tail, *self.payload]
+        if len(self.payload) <= 1 and self.size_out < 65536:  # small: one buffer, one send
+            parts = [b"".join(parts)]
+        if conn.request(parts, self):
             self.sent_at = monotonic()
             up.waiting.add(self)
         else:  # closed before anything was written: never reached the instance
