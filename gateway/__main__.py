@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -13,7 +15,7 @@ import threading
 import time
 import uuid
 
-from gateway.app import Gateway
+from gateway.app import Gateway, Limits
 from gateway.protocol import ClientConn
 from gateway.routes import RouteStore, open_store, store_url_from_env
 
@@ -21,6 +23,7 @@ log = logging.getLogger("gateway")
 REPORT_EVERY = 0.05  # how often a changed generation / in-flight table is reported
 HEARTBEAT = 2.0  # report at least this often (REPORT_TTL in gateway.routes is 15 s)
 DRAIN_SECONDS = 30.0
+TICK = 0.25  # slow-client limits, idle connections, health probes, memory
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,6 +53,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=float(env("EMS_GATEWAY_KEEPALIVE_TIMEOUT", 75)),
         help="seconds an idle client connection stays open",
     )
+    d = Limits()
+    for flag, var, kind, default, what in (
+        ("--max-url", "EMS_GATEWAY_MAX_URL", int, d.max_url, "bytes of URL (414 over it)"),
+        ("--max-header", "EMS_GATEWAY_MAX_HEADER", int, d.max_header, "bytes of headers (431)"),
+        ("--header-timeout", "EMS_GATEWAY_HEADER_TIMEOUT", float, d.header_timeout,
+         "seconds for a request head to arrive (408)"),
+        ("--body-timeout", "EMS_GATEWAY_BODY_TIMEOUT", float, d.body_timeout,
+         "seconds for a request body to arrive (408)"),
+        ("--probe-after", "EMS_GATEWAY_PROBE_AFTER", float, d.probe_after,
+         "seconds without an answer byte before the instance is probed"),
+        ("--probe-timeout", "EMS_GATEWAY_PROBE_TIMEOUT", float, d.probe_timeout,
+         "seconds a probe may take before the instance is ejected"),
+    ):  # fmt: skip
+        p.add_argument(flag, type=kind, default=kind(env(var, default)), help=what)
     p.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"))
     return p.parse_args(argv)
 
@@ -65,8 +82,8 @@ def admin_bind(args: argparse.Namespace) -> tuple[str, int]:
 def reporter(gw: Gateway, store: RouteStore, stop: threading.Event) -> None:
     """Tell the control plane (through the store) what this gateway has applied: at once after
     a route change, when in-flight counts change (at most every REPORT_EVERY), and as a
-    heartbeat every HEARTBEAT seconds."""
-    last, sent_at = None, 0.0
+    heartbeat every HEARTBEAT seconds. A store outage backs off (0.1 s doubling to 2 s)."""
+    last, sent_at, backoff = None, 0.0, 0.0
     while not stop.is_set():
         gw.changed.wait(REPORT_EVERY)
         gw.changed.clear()
@@ -79,20 +96,90 @@ def reporter(gw: Gateway, store: RouteStore, stop: threading.Event) -> None:
             try:
                 store.report(gw.gateway_id, *state)
                 last, sent_at, gw.reported = state, now, True
+                if backoff:
+                    log.info("reporting to the route store again")
+                backoff = 0.0
             except Exception as exc:  # a store outage must not stop the gateway
-                log.warning("cannot report to the route store: %s", exc)
+                if not backoff:
+                    log.warning("cannot report to the route store (retrying): %s", exc)
+                backoff = min(backoff * 2 or 0.1, 2.0)
+                stop.wait(backoff)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket with SO_REUSEPORT: a new gateway can bind the port while the old
+    one still serves, so a restart (start new, then SIGTERM old) refuses no connection."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def take_backlog(loop, sock: socket.socket, factory) -> int:
+    """Accept what the kernel already queued on ``sock`` (it would be reset on close)."""
+    n = 0
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return n
+        except OSError:
+            return n
+        conn.setblocking(False)
+        loop.create_task(loop.connect_accepted_socket(factory, conn))
+        n += 1
+
+
+def malloc_trimmer():
+    """glibc: large blocks from mmap (returned on free) and ``malloc_trim`` to give freed
+    heap pages back after large bodies; a no-op elsewhere."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD (fixed: no dynamic growth)
+        libc.mallopt(-1, 1 << 20)  # M_TRIM_THRESHOLD
+        return libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+async def wait_for_routes(gw: Gateway, routes: str) -> None:
+    """Listen only with a route table: a restarted gateway answers 404 for nothing."""
+    waited = 0.0
+    while not gw.synced:
+        await asyncio.sleep(0.01)
+        waited += 0.01
+        if waited >= 5.0:
+            log.warning("still waiting for the first route table from %s", routes)
+            waited = -25.0  # and again every 30 s
 
 
 async def serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     host, _, port = args.bind.rpartition(":")
+    limits = Limits(
+        max_url=args.max_url,
+        max_header=args.max_header,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        keepalive_timeout=args.keepalive_timeout,
+        probe_after=args.probe_after,
+        probe_timeout=args.probe_timeout,
+    )
     gw = Gateway(
         domain=args.domain,
         max_body=args.max_body,
         upstream_timeout=args.upstream_timeout,
         gateway_id=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+        limits=limits,
     )
     gw.loop = loop
+    trim = malloc_trimmer()
     store = open_store(args.routes)
     stop = threading.Event()
 
@@ -105,14 +192,22 @@ async def serve(args: argparse.Namespace) -> int:
     ]
     for t in threads:
         t.start()
-    servers = [
-        await loop.create_server(
-            lambda: ClientConn(gw), host or "127.0.0.1", int(port), reuse_address=True, backlog=2048
-        )
-    ]
-    # the admin endpoints list every service: a listener of their own, loopback unless told
+    await wait_for_routes(gw, args.routes)
+
+    def public() -> ClientConn:
+        return ClientConn(gw)
+
+    sock = listen(host or "127.0.0.1", int(port))
+    keep = sock.dup()  # still listening after the server closes: see take_backlog
+    servers = [await loop.create_server(public, sock=sock, backlog=2048)]
+    # the admin endpoints list every service: a listener of their own, loopback unless told;
+    # SO_REUSEPORT like the public one, so a new process can start before the old one stops
     a_host, a_port = admin_bind(args)
-    servers.append(await loop.create_server(lambda: ClientConn(gw, admin=True), a_host, a_port))
+    servers.append(
+        await loop.create_server(
+            lambda: ClientConn(gw, admin=True), a_host, a_port, reuse_port=True
+        )
+    )
     log.info(
         "gateway %s on http://%s (admin on %s:%s), routes from %s",
         gw.gateway_id,
@@ -124,18 +219,29 @@ async def serve(args: argparse.Namespace) -> int:
     done = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
+    collect_at = 0.0
     while not done.is_set():
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(done.wait(), 1.0)
-        gw.collect()
-        idle_since = time.monotonic() - args.keepalive_timeout
-        for conn in list(gw.clients):
-            conn.close_if_idle(idle_since)
+            await asyncio.wait_for(done.wait(), TICK)
+        now = time.monotonic()
+        gw.tick(now)
+        if now >= collect_at:
+            gw.collect()
+            collect_at = now + 1.0
+        if trim is not None and gw.big_bytes and not gw.client_inflight:
+            gw.big_bytes = 0
+            trim(0)
+    # Stop accepting, take what the kernel queued for us, serve in-flight, then exit.
+    gw.draining = True
     for server in servers:
-        server.close()  # stop accepting; let in-flight requests finish
+        server.close()
+    taken = take_backlog(loop, keep, public)
+    keep.close()
+    log.info("draining: stopped listening (%d queued connections taken)", taken)
     deadline = loop.time() + DRAIN_SECONDS
-    while gw.client_inflight and loop.time() < deadline:
+    while (gw.client_inflight or gw.clients) and loop.time() < deadline:
         await asyncio.sleep(0.05)
+        gw.tick()
     stop.set()
     with contextlib.suppress(Exception):
         store.forget(gw.gateway_id)

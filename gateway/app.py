@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 from bisect import bisect_left
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.tokens import check_token
@@ -82,23 +84,22 @@ class Service:
             if inst.get("state") == "healthy":
                 self.healthy.append(up)
 
-    def pick(self, exclude: Upstream | None = None) -> Upstream | None:
-        """Least outstanding requests; ties go round-robin; recently refused ones last."""
+    def pick(self, tried: list[Upstream] | tuple = ()) -> Upstream | None:
+        """Least outstanding requests over the instances neither ejected nor ``tried``;
+        ties go round-robin. None when there is none left."""
         healthy = self.healthy
         n = len(healthy)
         if n == 1:
             up = healthy[0]
-            return None if up is exclude else up
-        best, best_key = None, None
-        now = time.monotonic()
+            return None if up.ejected or up in tried else up
+        best = None
         self.rr = start = (self.rr + 1) % n if n else 0
         for i in range(n):
             up = healthy[(start + i) % n]
-            if up is exclude:
+            if up.ejected or up in tried:
                 continue
-            key = (up.down_until > now, up.inflight)
-            if best_key is None or key < best_key:
-                best, best_key = up, key
+            if best is None or up.inflight < best.inflight:
+                best = up
         return best
 
 
@@ -114,16 +115,47 @@ class Stats:
         self.count = 0
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Client-side limits and health-check timing (docs/gateway.md, "Limits")."""
+
+    max_url: int = 8192  # 414 over it
+    max_header: int = 32768  # 431 over it (all header lines together)
+    header_timeout: float = 10.0  # 408: the whole request head must arrive within this
+    body_timeout: float = 60.0  # 408: the whole body must arrive within this
+    keepalive_timeout: float = 75.0  # an idle client connection is closed after this
+    drain_idle: float = 0.5  # while draining (SIGTERM), idle connections close after this
+    probe_after: float = 1.0  # a request without an answer byte for this long: probe
+    probe_timeout: float = 2.0  # an instance that does not answer a probe in time: ejected
+    trim_after: int = 1 << 20  # bodies this large are counted for returning memory
+
+
 class Gateway:
     """Everything the protocol objects share: routes, upstreams, counters, settings."""
 
     def __init__(
-        self, *, domain: str, max_body: int, upstream_timeout: float, gateway_id: str
+        self,
+        *,
+        domain: str,
+        max_body: int,
+        upstream_timeout: float,
+        gateway_id: str,
+        limits: Limits | None = None,
     ) -> None:
         self.domain_suffix = ("." + domain.strip(".").lower()).encode() if domain else b""
         self.max_body = max_body
         self.upstream_timeout = upstream_timeout
         self.gateway_id = gateway_id
+        lim = limits or Limits()
+        self.max_url, self.max_header = lim.max_url, lim.max_header
+        self.header_timeout, self.body_timeout = lim.header_timeout, lim.body_timeout
+        self.keepalive_timeout, self.drain_idle = lim.keepalive_timeout, lim.drain_idle
+        self.probe_after, self.probe_timeout = lim.probe_after, lim.probe_timeout
+        self.trim_after = lim.trim_after
+        self.big_bytes = 0  # bytes of large bodies since memory was last returned
+        self.draining = False  # SIGTERM: answers say "connection: close"
+        self.retries = 0  # requests sent again to another instance
+        self.tasks: set[asyncio.Task] = set()  # probes in flight
         self.services: dict[str, Service] = {}
         self.upstreams: dict[tuple[str, str], Upstream] = {}
         self.generation = 0
@@ -154,11 +186,63 @@ class Gateway:
         used = {id(u) for s in self.services.values() for u in s.instances}
         idle_since = time.monotonic() - IDLE_SECONDS
         for key, up in list(self.upstreams.items()):
-            if id(up) not in used and up.inflight == 0:
+            if id(up) not in used and up.inflight == 0 and not up.probing:
                 up.close()
                 del self.upstreams[key]
             else:
                 up.close_idle(idle_since)
+
+    def tick(self, now: float | None = None) -> None:
+        """Periodic work on the loop: slow-client limits, and passive health (probe the
+        instances that hold requests without an answer, and the ejected ones when due)."""
+        now = time.monotonic() if now is None else now
+        for conn in list(self.clients):
+            conn.check_timeouts(now)
+        for up in list(self.upstreams.values()):
+            if up.probing:
+                continue
+            if up.ejected:
+                if now >= up.probe_at:
+                    self._spawn(up.run_probe(self.probe_timeout))
+            elif up.waiting:
+                oldest = min(
+                    (c.sent_at for c in up.waiting if c.conn is not None and not c.conn.answered),
+                    default=now,
+                )
+                if now - oldest >= self.probe_after and now - up.checked_at >= self.probe_after:
+                    self._spawn(self._check_stalled(up))
+
+    def _spawn(self, coro) -> None:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _check_stalled(self, up: Upstream) -> None:
+        """Requests wait on ``up`` without an answer byte: alive but slow, or frozen?"""
+        up.probing = True
+        try:
+            ok = await up.probe(self.probe_timeout)
+        finally:
+            up.probing = False
+        if ok:
+            up.checked_at = time.monotonic()
+            return
+        n = len(up.waiting)
+        up.eject(f"no answer to a health probe within {self.probe_timeout:g}s, {n} waiting")
+        for conn in list(up.waiting):  # resend them elsewhere (or answer) now, not at timeout
+            conn.on_stalled(up)
+
+    def upstream_states(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": up.id,
+                "url": up.url,
+                "inflight": up.inflight,
+                "ejected": up.ejected,
+                "ejections": up.ejections,
+            }
+            for up in list(self.upstreams.values())
+        ]
 
     def inflight(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -226,6 +310,25 @@ class Gateway:
         ]
         for up in list(self.upstreams.values()):
             lines.append(f'ems_gateway_instance_inflight{{instance="{up.id}"}} {up.inflight}')
+        lines += [
+            "# HELP ems_gateway_instance_ejected 1 while passive health keeps an instance out.",
+            "# TYPE ems_gateway_instance_ejected gauge",
+        ]
+        for up in list(self.upstreams.values()):
+            lines.append(f'ems_gateway_instance_ejected{{instance="{up.id}"}} {int(up.ejected)}')
+        lines += [
+            "# HELP ems_gateway_instance_ejections_total Times an instance was ejected.",
+            "# TYPE ems_gateway_instance_ejections_total counter",
+        ]
+        for up in list(self.upstreams.values()):
+            lines.append(
+                f'ems_gateway_instance_ejections_total{{instance="{up.id}"}} {up.ejections}'
+            )
+        lines += [
+            "# HELP ems_gateway_retries_total Requests sent again to another instance.",
+            "# TYPE ems_gateway_retries_total counter",
+            f"ems_gateway_retries_total {self.retries}",
+        ]
         lines += [
             "# HELP ems_gateway_route_generation Route generation this gateway has applied.",
             "# TYPE ems_gateway_route_generation gauge",

@@ -1,8 +1,10 @@
 """The client side: an asyncio protocol per connection, parsed by httptools.
 
-Requests are buffered (bounded by the body limit) and answered in order, so pipelined
-requests on one connection keep their order. Buffering is what lets the gateway answer 413
-before contacting an instance and retry a refused connection safely.
+Requests are buffered (bounded by the body limit, kept as the chunks read, never joined) and
+answered in order, so pipelined requests on one connection keep their order. Buffering is
+what lets the gateway answer 413 before contacting an instance and resend a request that
+failed before any answer on another instance. Size limits (414, 431) are checked while
+parsing; time limits (408, idle close) by :meth:`ClientConn.check_timeouts` on the tick.
 """
 
 from __future__ import annotations
@@ -24,6 +26,16 @@ log = logging.getLogger("gateway")
 REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 JSON = ((b"content-type", b"application/json"),)
 METHODS = frozenset({b"GET", b"POST"})
+IDLE, HEAD, BODY = 0, 1, 2  # where the parser is in the current request
+LINGER = 2.0  # seconds a connection answered before its request was read is drained
+
+
+class Limit(Exception):
+    """A request over a size limit, raised inside a parser callback."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ClientConn(asyncio.Protocol):
@@ -42,13 +54,24 @@ class ClientConn(asyncio.Protocol):
         self.sid: str | None = None
         self.svc = None
         self.head = self.tail = b""
-        self.tried: Upstream | None = None
+        self.payload: list[bytes] = []
+        self.size_out = 0
+        self.tried: list[Upstream] = []
+        self.resent = False
+        self.error: UpstreamError | None = None
         self.up: Upstream | None = None
         self.conn: UpstreamConn | None = None
+        self.sent_at = 0.0
         self.connecting: asyncio.Future | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.peer = b""
         self.last_seen = 0.0
+        self.phase = IDLE
+        self.phase_since = 0.0
+        self.raw_head = 0  # bytes read while in a request head (bounds httptools' buffering)
+        self.limit: Limit | None = None
+        self.linger: asyncio.Transport | None = None  # answered early: reading the rest
+        self.linger_until = 0.0
         self._reset()
 
     def _reset(self) -> None:
@@ -56,6 +79,7 @@ class ClientConn(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
         self.size = 0
+        self.head_size = 0
         self.too_big = False
         self.host: bytes | None = None
         self.token: bytes | None = None
@@ -73,16 +97,36 @@ class ClientConn(asyncio.Protocol):
         if self.transport is None:  # answered and closed (413, 400): ignore the rest
             return
         self.last_seen = monotonic()
+        if self.phase != BODY:
+            self.raw_head += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fatal(400, "protocol upgrades are not supported")
+            return
+        except httptools.HttpParserCallbackError:
+            if self.limit is None:
+                raise
+            self._fatal(self.limit.status, str(self.limit))
+            return
         except httptools.HttpParserError:
             self._fatal(400, "malformed HTTP request")
+            return
+        gw = self.gw
+        if self.phase != BODY and self.raw_head > gw.max_url + gw.max_header + 8192:
+            # one header line still being read is buffered by httptools: stop it here
+            self._fatal(431, f"request headers over the limit of {gw.max_header} bytes")
+
+    def eof_received(self) -> bool | None:
+        if self.linger is not None:  # the client sent all it had: close now
+            self.linger.close()
+        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.linger = None
         self.gw.clients.discard(self)
         self.queue.clear()
+        self.body, self.payload = [], []  # the parser refers back to us: free bodies now
         self.transport = None
         if self.busy:  # the caller left: give up the upstream side, free the counters
             self.release(abort=True)
@@ -92,11 +136,19 @@ class ClientConn(asyncio.Protocol):
     # ---- httptools callbacks ----
     def on_message_begin(self) -> None:
         self._reset()
+        self.phase, self.phase_since = HEAD, monotonic()
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        if len(self.url) > self.gw.max_url:
+            self.limit = Limit(414, f"URL over the limit of {self.gw.max_url} bytes")
+            raise self.limit
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > self.gw.max_header:
+            self.limit = Limit(431, f"request headers over the limit of {self.gw.max_header} bytes")
+            raise self.limit
         name = name.lower()
         if name == b"host":
             self.host = value
@@ -109,6 +161,7 @@ class ClientConn(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self.phase, self.phase_since, self.raw_head = BODY, monotonic(), 0
         if self.too_big and not self.busy and not self.queue:
             self._refuse_early()
         elif self.expect and not self.too_big and self.transport is not None:
@@ -126,15 +179,45 @@ class ClientConn(asyncio.Protocol):
             self.body.append(body)
 
     def on_message_complete(self) -> None:
+        self.phase = IDLE
         p = self.parser
+        if self.size >= self.gw.trim_after:
+            self.gw.big_bytes += self.size
         req = (
-            p.get_method(), self.url, self.headers, b"".join(self.body), p.should_keep_alive(),
+            p.get_method(), self.url, self.headers, self.body, self.size, p.should_keep_alive(),
             self.too_big, self.host, self.token,
         )  # fmt: skip
+        self.body = []  # the request holds it now; an idle connection pins no body
         if self.busy:
             self.queue.append(req)
         else:
             self.begin(req)
+
+    # ---- time limits (called on the gateway's tick) ----
+    def check_timeouts(self, now: float) -> None:
+        """408 for a request whose head or body arrives too slowly; close idle keep-alives."""
+        if self.linger is not None and now >= self.linger_until:
+            self.linger.close()
+            self.linger = None
+        if self.transport is None:
+            return
+        gw = self.gw
+        if self.phase == HEAD and now - self.phase_since > gw.header_timeout:
+            self._timeout(f"request head not received within {gw.header_timeout:g}s")
+        elif self.phase == BODY and now - self.phase_since > gw.body_timeout:
+            self._timeout(f"request body not received within {gw.body_timeout:g}s")
+        elif self.phase == IDLE and not self.busy and not self.queue:
+            idle_limit = gw.drain_idle if gw.draining else gw.keepalive_timeout
+            if now - self.last_seen > idle_limit:
+                self.transport.close()
+                self.transport = None
+
+    def _timeout(self, message: str) -> None:
+        if self.busy:  # an answer is still due on this connection: no 408 out of order
+            self.transport.close()  # type: ignore[union-attr]
+            self.transport = None
+        else:
+            self._fatal(408, message)
 
     # ---- answering ----
     def close_if_idle(self, since: float) -> None:
@@ -158,33 +241,48 @@ class ClientConn(asyncio.Protocol):
         self._fatal(413, f"request body over the limit of {self.gw.max_body} bytes")
 
     def _fatal(self, status: int, message: str) -> None:
-        if self.transport is not None:
-            self.send(status, JSON, json.dumps({"error": message}).encode(), False)
+        """Answer and close. A request not read to its end is read on (and dropped) for up
+        to LINGER seconds after our half-close, so the client can read the answer: closing
+        with unread input would reset the connection and lose it."""
+        unread, self.phase = self.phase != IDLE, IDLE
+        self.send(status, JSON, [json.dumps({"error": message}).encode()], False, unread)
 
-    def send(self, status: int, headers, body: bytes, keep_alive: bool) -> None:
+    def send(
+        self, status: int, headers, body: list[bytes], keep_alive: bool, linger: bool = False
+    ) -> None:
         if self.transport is None:
             return
+        keep_alive = keep_alive and not self.gw.draining
         out = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Unknown"))]
         for name, value in headers:
             out.append(b"%s: %s\r\n" % (name, value))
-        out.append(b"content-length: %d\r\n" % len(body))
+        out.append(b"content-length: %d\r\n" % sum(map(len, body)))
         if not keep_alive:
             out.append(b"connection: close\r\n")
         out.append(b"\r\n")
-        if not self.head_request:  # an answer to HEAD has the length but not the body
-            out.append(body)
-        self.transport.write(b"".join(out))
+        if self.head_request:  # an answer to HEAD has the length but not the body
+            self.transport.write(b"".join(out))
+        elif len(body) == 1 and len(body[0]) < 65536:
+            out.append(body[0])
+            self.transport.write(b"".join(out))
+        else:  # large: the chunks as they came, never copied into one buffer
+            self.transport.writelines([b"".join(out), *body])
         if not keep_alive:
-            self.transport.close()
+            if linger and self.transport.can_write_eof():
+                self.transport.write_eof()
+                self.linger, self.linger_until = self.transport, monotonic() + LINGER
+            else:
+                self.transport.close()
             self.transport = None
 
     # One exchange at a time per connection, driven by callbacks (no task per request):
     # begin -> attempt -> [connect] -> dispatch -> on_response | on_upstream_error | on_timeout
-    # -> reply -> the next pipelined request, if any.
+    # -> reply -> the next pipelined request, if any. A failure before any answer byte goes
+    # back to attempt (another instance) through retry().
 
     def begin(self, req: tuple) -> None:
         gw = self.gw
-        method, url, headers, body, keep_alive, too_big, host, token = req
+        method, url, headers, body, size, keep_alive, too_big, host, token = req
         self.busy = True
         self.head_request = method == b"HEAD"
         gw.client_inflight += 1
@@ -216,16 +314,22 @@ class ClientConn(asyncio.Protocol):
             return
         self.svc = svc
         self.head = b"%s %s%s%s HTTP/1.1\r\nhost: " % (method, rest, b"?" if query else b"", query)
-        self.tail = self.forward_headers(headers, body)
-        self.tried = None
+        self.tail = self.forward_headers(headers, size)
+        self.payload, self.size_out = body, size
+        self.tried, self.resent, self.error = [], False, None
         self.timer = gw.loop.call_later(gw.upstream_timeout, self.on_timeout)
         self.attempt()
 
     def attempt(self) -> None:
-        up = self.svc.pick(exclude=self.tried)
+        up = self.svc.pick(self.tried)
         if up is None:
-            self.fail(502, f"upstream refused the connection (service {self.svc.id})")
+            if self.error is not None:
+                self.fail(502, f"upstream error: {self.error}")
+            else:
+                msg = f"no instance of service {self.svc.id} is answering"
+                self.fail(503, msg, ((b"retry-after", RETRY_AFTER),))
             return
+        self.tried.append(up)
         up.inflight += 1
         self.up = up
         conn = up.take_idle()
@@ -244,39 +348,62 @@ class ClientConn(asyncio.Protocol):
         exc = task.exception()
         if exc is None:
             self.dispatch(task.result())
-            return
-        up, self.up = self.up, None
-        up.inflight -= 1
-        if isinstance(exc, UpstreamError) and exc.refused and self.tried is None:
-            self.tried = up  # refused before any byte was sent: once more, elsewhere,
-            self.svc = self.gw.services.get(self.svc.id, self.svc)  # by the current route
-            self.attempt()
-        else:
-            self.fail(502, f"upstream error: {exc}")
+        elif isinstance(exc, UpstreamError):
+            self.retry(exc)
+        else:  # not expected: answer now rather than wait for the timeout
+            self.retry(UpstreamError(f"cannot connect to instance {self.up.id}: {exc}", sent=False))
 
     def dispatch(self, conn: UpstreamConn) -> None:
         self.conn = conn
-        conn.request(b"%s%s\r\n%s" % (self.head, self.up.host_header, self.tail), self)
+        up = self.up
+        parts = [self.head, up.host_header, self.tail, *self.payload]
+        if len(self.payload) <= 1 and self.size_out < 65536:  # small: one buffer, one send
+            parts = [b"".join(parts)]
+        if conn.request(parts, self):
+            self.sent_at = monotonic()
+            up.waiting.add(self)
+        else:  # closed before anything was written: never reached the instance
+            msg = f"instance {up.id} closed the connection before the request was written"
+            self.retry(UpstreamError(msg, sent=False))
 
-    def on_response(self, status: int, headers: list, body: bytes) -> None:
+    def on_response(self, status: int, headers: list, body: list[bytes]) -> None:
         self.release()
         out = [(n, v) for n, v in headers if n.lower() not in RESPONSE_DROP]
         self.reply(status, out, body)
 
     def on_upstream_error(self, exc: UpstreamError) -> None:
-        self.release()
-        self.fail(502, f"upstream error: {exc}")
+        self.retry(exc)
+
+    def on_stalled(self, up: Upstream) -> None:
+        """The instance holding this request failed a health probe (frozen, hung)."""
+        if self.up is up and self.conn is not None and not self.conn.answered:
+            self.retry(UpstreamError(f"instance {up.id} stopped answering (health probe failed)"))
+
+    def retry(self, exc: UpstreamError) -> None:
+        """Another instance for a request that got no answer byte; else 502 (see the docs)."""
+        up, conn = self.up, self.conn
+        fresh = conn is None or conn.fresh
+        self.drop_upstream(abort=True)
+        if up is not None and not exc.answered and (not exc.sent or fresh):
+            up.eject(str(exc))  # refused, or a new connection died: not a stale keep-alive
+        self.error = exc
+        if exc.answered or (exc.sent and self.resent):
+            self.fail(502, f"upstream error: {exc}")
+            return
+        self.resent = self.resent or exc.sent  # a request that reached one is resent once
+        self.gw.retries += 1
+        self.svc = self.gw.services.get(self.svc.id, self.svc)  # by the current route
+        self.attempt()
 
     def on_timeout(self) -> None:
         self.timer = None
+        if self.up is not None:
+            self.up.eject(f"no answer within {self.gw.upstream_timeout:g}s")
         self.release(abort=True)
         self.fail(504, f"upstream timed out after {self.gw.upstream_timeout:g}s")
 
-    def release(self, abort: bool = False) -> None:
-        """End the upstream side of the exchange: timer, connection, in-flight count."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+    def drop_upstream(self, abort: bool = False) -> None:
+        """End the upstream side of one attempt: connection, in-flight count."""
         if self.connecting is not None:
             self.connecting.cancel()
             self.connecting = None
@@ -286,19 +413,29 @@ class ClientConn(asyncio.Protocol):
             self.conn = None
         if self.up is not None:
             self.up.inflight -= 1
+            self.up.waiting.discard(self)
             self.up = None
 
-    def fail(self, status: int, message: str) -> None:
-        self.release()
-        self.reply(status, JSON, json.dumps({"error": message}).encode())
+    def release(self, abort: bool = False) -> None:
+        """End the upstream side of the exchange: timer, connection, in-flight count."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.drop_upstream(abort)
 
-    def reply(self, status: int, headers, body: bytes) -> None:
-        self.send(status, headers, body, self.keep_alive)
+    def fail(self, status: int, message: str, headers: tuple = ()) -> None:
+        self.release()
+        self.reply(status, (*JSON, *headers), json.dumps({"error": message}).encode())
+
+    def reply(self, status: int, headers, body) -> None:
+        self.payload = []
+        self.send(status, headers, [body] if isinstance(body, bytes) else body, self.keep_alive)
         gw = self.gw
         gw.client_inflight -= 1
         if self.sid is not None:
             gw.observe(self.sid, status, perf_counter() - self.started)
         self.busy = False
+        self.last_seen = monotonic()  # idle from the answer on, not from the request
         if self.queue:  # pipelined: next one on the next loop turn, not by recursion
             gw.loop.call_soon(self._next)
 
@@ -306,14 +443,15 @@ class ClientConn(asyncio.Protocol):
         if self.queue and not self.busy and self.transport is not None:
             self.begin(self.queue.popleft())
 
-    def forward_headers(self, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+    def forward_headers(self, headers: list[tuple[bytes, bytes]], size: int) -> bytes:
+        """Everything after the Host value up to the body (``\\r\\n`` ends the Host line)."""
         drop = HOP_BY_HOP
         for name, value in headers:
             if name == b"connection":  # names listed in Connection are hop-by-hop too
                 drop = drop | {t.strip().lower() for t in value.split(b",")}
-        out = [b"%s: %s\r\n" % (n, v) for n, v in headers if n not in drop]
-        out.append(b"x-forwarded-for: %s\r\ncontent-length: %d\r\n\r\n" % (self.peer, len(body)))
-        out.append(body)
+        out = [b"\r\n"]
+        out += [b"%s: %s\r\n" % (n, v) for n, v in headers if n not in drop]
+        out.append(b"x-forwarded-for: %s\r\ncontent-length: %d\r\n\r\n" % (self.peer, size))
         return b"".join(out)
 
     def internal(self, path: bytes, query: bytes) -> tuple[int, tuple, bytes]:
@@ -337,4 +475,6 @@ class ClientConn(asyncio.Protocol):
                 doc = {"inflight": inflight}
             doc["generation"] = gw.generation
             return 200, JSON, json.dumps(doc).encode()
+        if path == b"/-/upstreams":
+            return 200, JSON, json.dumps({"upstreams": gw.upstream_states()}).encode()
         return 404, JSON, b'{"error": "not found"}'

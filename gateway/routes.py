@@ -18,10 +18,11 @@ Two stores, chosen by URL (:func:`open_store`):
   counter ``<prefix>generation``, notifications on channel ``<prefix>changes`` ("<gen> <id>").
   Publish/delete are one Lua script, so the counter, the record and the notification change
   together and notifications arrive in generation order. A watcher resyncs fully on
-  (re)connect and every ``RESYNC_SECONDS``. Gateway reports: hash ``<prefix>gateways``.
+  (re)connect and every ``RESYNC_SECONDS``. Gateway reports: key
+  ``<prefix>gateway:<id>`` each (expiring after ``REPORT_TTL``), ids in set ``<prefix>gateway-ids``.
 * ``file:///path/routes.json`` — the embedded default: ``{"generation": N, "routes": {…}}``
   written to a temporary file and ``os.replace``-d under an ``flock``; watchers poll
-  ``stat``. Gateway reports: ``<path>.gateways/<gateway id>.json``.
+  ``stat``. Gateway reports: ``<path>.gateways/<gateway id>.json`` (expired by mtime).
 
 No Django here: the gateway imports this module in a process without settings.
 """
@@ -138,6 +139,7 @@ class RouteStore:
         raise NotImplementedError
 
     def _reports(self) -> dict[str, dict[str, Any]]:
+        """The reports that have not expired (older ones are removed on the way)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -145,9 +147,12 @@ class RouteStore:
 
     # --- what the control plane waits on ---
     def gateways(self) -> dict[str, dict[str, Any]]:
-        """Live gateways (reported within ``REPORT_TTL``): id -> {generation, inflight, at}."""
-        now = time.time()
-        return {k: v for k, v in self._reports().items() if now - v.get("at", 0) < REPORT_TTL}
+        """Live gateways (reported within ``REPORT_TTL``): id -> {generation, inflight, at}.
+
+        A report expires ``REPORT_TTL`` after it was written (Redis: the key's TTL, so clocks
+        of other hosts do not matter; file: the file's mtime), so a gateway killed without
+        ``forget`` drops out by itself and no wait blocks on it for longer than that."""
+        return self._reports()
 
     def wait_applied(self, generation: int, timeout: float = 5.0) -> bool:
         """Wait until every live gateway has applied ``generation`` (or a later one).
@@ -271,9 +276,12 @@ class FileRouteStore(RouteStore):
             os.unlink(self.reports_dir / f"{gateway_id}.json")
 
     def _reports(self) -> dict[str, dict[str, Any]]:
-        out = {}
+        out, now = {}, time.time()
         for p in self.reports_dir.glob("*.json") if self.reports_dir.exists() else ():
             with contextlib.suppress(FileNotFoundError, ValueError):
+                if now - p.stat().st_mtime >= REPORT_TTL:  # expired: the gateway is gone
+                    p.unlink()
+                    continue
                 out[p.stem] = json.loads(p.read_bytes())
         return out
 
@@ -307,7 +315,8 @@ class RedisRouteStore(RouteStore):
         self.k_routes = prefix + "routes"
         self.k_gen = prefix + "generation"
         self.k_channel = prefix + "changes"
-        self.k_reports = prefix + "gateways"
+        self.k_reports = prefix + "gateway:"  # + id: one key per report, expiring
+        self.k_report_ids = prefix + "gateway-ids"  # the ids that may have a report
         self.r = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._change = self.r.register_script(_CHANGE_LUA)
 
@@ -378,19 +387,31 @@ class RedisRouteStore(RouteStore):
 
     def report(self, gateway_id: str, generation: int, inflight: dict[str, int]) -> None:
         doc = {"generation": generation, "inflight": inflight, "at": time.time()}
-        self.r.hset(self.k_reports, gateway_id, json.dumps(doc, separators=(",", ":")))
+        pipe = self.r.pipeline(transaction=False)
+        raw = json.dumps(doc, separators=(",", ":"))
+        pipe.set(self.k_reports + gateway_id, raw, px=int(REPORT_TTL * 1000))
+        pipe.sadd(self.k_report_ids, gateway_id)
+        pipe.execute()
 
     def forget(self, gateway_id: str) -> None:
-        self.r.hdel(self.k_reports, gateway_id)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.delete(self.k_reports + gateway_id)
+        pipe.srem(self.k_report_ids, gateway_id)
+        pipe.execute()
 
     def _reports(self) -> dict[str, dict[str, Any]]:
-        raw = self.r.hgetall(self.k_reports)
-        now, out = time.time(), {}
-        for k, v in raw.items():
-            doc = json.loads(v)
-            if now - doc.get("at", 0) > 10 * REPORT_TTL:  # long gone: tidy up
-                self.r.hdel(self.k_reports, k)
-            out[k.decode()] = doc
+        ids = sorted(i.decode() for i in self.r.smembers(self.k_report_ids))
+        if not ids:
+            return {}
+        docs = self.r.mget([self.k_reports + i for i in ids])
+        out, gone = {}, []
+        for gid, raw in zip(ids, docs, strict=True):
+            if raw is None:  # the key expired: a gateway that stopped reporting
+                gone.append(gid)
+            else:
+                out[gid] = json.loads(raw)
+        if gone:
+            self.r.srem(self.k_report_ids, *gone)
         return out
 
     def close(self) -> None:

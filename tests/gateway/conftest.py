@@ -41,8 +41,10 @@ def gateway_env(**extra: str) -> dict[str, str]:
 class GatewayProcess:
     """``python -m gateway`` on a free port; ``start`` waits for /-/healthz."""
 
-    def __init__(self, routes: str, admin: bool = False, **env: str) -> None:
-        self.port = free_port()
+    def __init__(
+        self, routes: str, admin: bool = False, port: int | None = None, **env: str
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # the admin endpoints (/metrics, /-/*) are never on the public port; tests name
         # their listener (a free port) rather than rely on the default (the public port + 1)
@@ -67,6 +69,18 @@ class GatewayProcess:
                 pass
             time.sleep(0.05)
         raise TimeoutError(self.log())
+
+    def rss_kib(self) -> int:
+        """Resident memory of the process (VmRSS in /proc/<pid>/status), in KiB."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def upstreams(self) -> dict[str, dict]:
+        """The gateway's view of its instances: id -> {inflight, ejected, ejections, url}."""
+        doc = self.request("GET", "/-/upstreams", port=self.admin_port)[2]
+        return {u["id"]: u for u in doc["upstreams"]}
 
     def log(self) -> str:
         self._log.seek(0)
@@ -93,6 +107,9 @@ class GatewayProcess:
 
     def generation(self) -> int:
         return self.request("GET", "/-/generation", port=self.admin_port)[2]["generation"]
+
+    def gateway_id(self) -> str:
+        return self.request("GET", "/-/generation", port=self.admin_port)[2]["gateway_id"]
 
     def wait_generation(self, generation: int, timeout: float = 5.0) -> float:
         """Seconds until the gateway reports ``generation`` (fails the test on timeout)."""
@@ -156,8 +173,10 @@ def store(store_url):
 def start_gateway():
     started: list[GatewayProcess] = []
 
-    def start(routes: str, admin: bool = False, **env: str) -> GatewayProcess:
-        gw = GatewayProcess(routes, admin, **env)
+    def start(
+        routes: str, admin: bool = False, port: int | None = None, **env: str
+    ) -> GatewayProcess:
+        gw = GatewayProcess(routes, admin, port, **env)
         started.append(gw)
         return gw
 
@@ -210,6 +229,13 @@ class EchoHandler(BaseHTTPRequestHandler):
             time.sleep(float(query["sleep"][0]))
         if "hold" in query:
             hold(query["hold"][0]).wait(60)
+        if "echo" in query:  # the body back, as it came
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         out = json.dumps(
             {
                 "name": self.server.name,

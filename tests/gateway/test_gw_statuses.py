@@ -98,7 +98,13 @@ def test_502_refused_and_504_timeout(file_store_url, start_gateway, start_echo):
     # that the gateway gave up first (no wall-clock bound to flake on a loaded machine)
     status, _, body = gw.request("POST", "/ems-slow" + PREDICT + "?sleep=5", {})
     assert status == 504 and "timed out after 0.3s" in body["error"], body
-    assert gw.request("POST", "/ems-slow" + PREDICT, {})[0] == 200  # the pool recovers
+    # the instance that timed out is ejected (503 at once) until a probe re-admits it
+    status, headers, body = gw.request("POST", "/ems-slow" + PREDICT, {})
+    assert (status, headers["retry-after"]) == (503, "1") and "answering" in body["error"]
+    deadline = time.monotonic() + 10
+    while gw.request("POST", "/ems-slow" + PREDICT, {})[0] != 200:  # the pool recovers
+        assert time.monotonic() < deadline, gw.log()
+        time.sleep(0.1)
 
 
 def test_rotation_grace_then_401(store, store_url, start_gateway, start_echo):
