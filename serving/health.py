@@ -14,8 +14,8 @@ Two layers:
   the routes first** (``unhealthy_reason`` is set with a conditional UPDATE and the route is
   republished at once through ``serving.hooks.on_instances_changed``), then a reconcile is
   queued, which records it as crashed and replaces it (``Pass.observe``). A probe that answers
-  again resets the count. Rounds never overlap (a cache lock), so one frozen instance is never
-  counted twice in one interval.
+  again resets the count. An instance is probed by one round at a time (a cache lock per
+  instance), so rounds may overlap without counting a frozen instance twice.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "m"
-LOCK_KEY = "ems:serving:health-round"
+LOCK_KEY = "ems:serving:probing"
 UNHEALTHY = "unhealthy"  # the event kind
 
 
@@ -133,21 +133,23 @@ def check_running(*, now=None) -> dict[str, str]:
 
     interval = settings.EMS_HEALTH_PROBE_INTERVAL
     timeout = settings.EMS_HEALTH_PROBE_TIMEOUT_MS / 1000
-    if not cache.add(LOCK_KEY, "1", timeout=max(10, int(interval + timeout * 3))):
+    candidates = list(
+        Instance.objects.filter(state=Instance.RUNNING, unhealthy_reason="")
+        .exclude(address="")
+        .select_related("node")
+    )
+    # one probe per instance at a time: a round still waiting on a frozen instance does not
+    # hold back the next round's probes of the others, and is never counted twice
+    hold = max(5, int(interval + timeout * 3))
+    mine = [i for i in candidates if cache.add(f"{LOCK_KEY}:{i.pk}", "1", timeout=hold)]
+    if not mine:
         return {}
     try:
-        instances = list(
-            Instance.objects.filter(state=Instance.RUNNING, unhealthy_reason="")
-            .exclude(address="")
-            .select_related("node")
-        )
-        if not instances:
-            return {}
-        with ThreadPoolExecutor(max_workers=min(32, len(instances))) as pool:
-            findings = list(pool.map(lambda i: _examine(i, timeout), instances))
+        with ThreadPoolExecutor(max_workers=min(32, len(mine))) as pool:
+            findings = list(pool.map(lambda i: _examine(i, timeout), mine))
         return _apply(findings, now=now or timezone.now())
     finally:
-        cache.delete(LOCK_KEY)
+        cache.delete_many([f"{LOCK_KEY}:{i.pk}" for i in mine])
 
 
 def _apply(findings: list[_Finding], *, now) -> dict[str, str]:
