@@ -86,25 +86,41 @@ def probe_many(addresses, *, timeout: float = 1.0, workers: int = 32) -> dict[st
 @dataclass
 class _Finding:
     instance: object
-    probe: Probe
+    probe: Probe  # the last probe of the round
     engine_state: str = ""
     engine_message: str = ""
+    failures: int = 0  # failed probes in a row in this round
 
 
-def _examine(instance, timeout: float) -> _Finding:
-    """Probe one instance; on failure, ask its engine (runs in a worker thread: no ORM)."""
+def _examine(instance, timeout: float, interval: float, threshold: int) -> _Finding:
+    """Probe one instance (runs in a worker thread: no ORM). On a failure, ask its engine; when
+    the engine says it runs, probe again every ``interval`` until it answers or the failures
+    in a row reach ``threshold`` — a frozen runtime is judged within one round, not one beat
+    period per probe."""
     from serving.backends import for_node
     from serving.backends.base import RUNNING
 
+    started = time.monotonic()
     answer = probe(instance.address, timeout=timeout)
-    finding = _Finding(instance, answer)
-    if not answer.ok:
-        try:
-            status = for_node(instance.node).inspect(instance.instance_id)
-        except Exception as exc:  # an engine that does not answer: judge by the probe alone
-            finding.engine_state, finding.engine_message = RUNNING, f"engine: {exc}"
-        else:
-            finding.engine_state, finding.engine_message = status.state, status.message
+    finding = _Finding(instance, answer, failures=0 if answer.ok else 1)
+    if answer.ok:
+        return finding
+    try:
+        status = for_node(instance.node).inspect(instance.instance_id)
+    except Exception as exc:  # an engine that does not answer: judge by the probe alone
+        finding.engine_state, finding.engine_message = RUNNING, f"engine: {exc}"
+    else:
+        finding.engine_state, finding.engine_message = status.state, status.message
+    if finding.engine_state != RUNNING:
+        return finding
+    while instance.probe_failures + finding.failures < threshold:
+        time.sleep(max(0.0, started + interval - time.monotonic()))
+        started = time.monotonic()
+        finding.probe = probe(instance.address, timeout=timeout)
+        if finding.probe.ok:
+            finding.failures = 0
+            break
+        finding.failures += 1
     return finding
 
 
@@ -140,21 +156,29 @@ def check_running(*, now=None) -> dict[str, str]:
     )
     # one probe per instance at a time: a round still waiting on a frozen instance does not
     # hold back the next round's probes of the others, and is never counted twice
-    hold = max(5, int(interval + timeout * 3))
+    hold = int((interval + timeout) * (settings.EMS_HEALTH_FAILURE_THRESHOLD + 1)) + 5
     mine = [i for i in candidates if cache.add(f"{LOCK_KEY}:{i.pk}", "1", timeout=hold)]
     if not mine:
         return {}
+    round_start = now or timezone.now()
     try:
         with ThreadPoolExecutor(max_workers=min(32, len(mine))) as pool:
-            findings = list(pool.map(lambda i: _examine(i, timeout), mine))
-        return _apply(findings, now=now or timezone.now())
+            findings = list(
+                pool.map(
+                    lambda i: _examine(i, timeout, interval, settings.EMS_HEALTH_FAILURE_THRESHOLD),
+                    mine,
+                )
+            )
+        return _apply(findings, now=round_start)
     finally:
         cache.delete_many([f"{LOCK_KEY}:{i.pk}" for i in mine])
 
 
 def _apply(findings: list[_Finding], *, now) -> dict[str, str]:
+    """``now``: when the round began (the first failed probe's time for a new failure)."""
     from django.conf import settings
     from django.db.models import F
+    from django.utils import timezone
 
     from serving.backends.base import EXITED, MISSING, PAUSED
     from serving.models import Instance
@@ -164,7 +188,7 @@ def _apply(findings: list[_Finding], *, now) -> dict[str, str]:
     out: dict[int, list[tuple[Instance, str]]] = {}
     for finding in findings:
         instance = finding.instance
-        if finding.probe.ok:
+        if finding.failures == 0:
             if instance.probe_failures:
                 Instance.objects.filter(pk=instance.pk).update(
                     probe_failures=0, probe_failing_since=None
@@ -175,14 +199,13 @@ def _apply(findings: list[_Finding], *, now) -> dict[str, str]:
         else:
             since = instance.probe_failing_since or now
             Instance.objects.filter(pk=instance.pk, state=Instance.RUNNING).update(
-                probe_failures=F("probe_failures") + 1, probe_failing_since=since
+                probe_failures=F("probe_failures") + finding.failures, probe_failing_since=since
             )
-            count = instance.probe_failures + 1
+            count = instance.probe_failures + finding.failures
             report[instance.instance_id] = f"probe {count} failed: {finding.probe.detail}"
             if count < threshold:
                 continue
-            # the span from the first failed probe's start to now
-            span = (now - since).total_seconds() + finding.probe.seconds
+            span = (timezone.now() - since).total_seconds()
             reason = (
                 f"instance {instance.instance_id} did not answer its health probe for "
                 f"{max(span, 0.0):.0f} s ({count} probes; last: {finding.probe.detail})"
