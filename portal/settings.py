@@ -199,6 +199,17 @@ EMS_MODEL_CACHE_DIR = Path(
 EMS_SERVING_MAX_FAILURES = env.int("EMS_SERVING_MAX_FAILURES", 3, minimum=1, maximum=100)
 EMS_SERVING_START_TIMEOUT = env.int("EMS_SERVING_START_TIMEOUT", 300, minimum=5, maximum=3600)
 EMS_SERVING_STOP_GRACE = env.int("EMS_SERVING_STOP_GRACE", 10, minimum=0, maximum=600)
+# A reconcile pass's lease on its service: short, renewed by a heartbeat while the pass lives,
+# so a service whose worker was killed is picked up again within this many seconds.
+EMS_SERVING_LEASE_SECONDS = env.int("EMS_SERVING_LEASE_SECONDS", 8, minimum=3, maximum=600)
+# Health of running instances (serving.health): the runtime's model status probed every
+# INTERVAL seconds with TIMEOUT_MS; THRESHOLD failures in a row take an instance out of the routes
+# and replace it. An instance the engine reports exited or paused leaves at the first probe.
+EMS_HEALTH_PROBE_INTERVAL = env.int("EMS_HEALTH_PROBE_INTERVAL", 1, minimum=1, maximum=300)
+EMS_HEALTH_PROBE_TIMEOUT_MS = env.int(
+    "EMS_HEALTH_PROBE_TIMEOUT_MS", 1000, minimum=50, maximum=60000
+)
+EMS_HEALTH_FAILURE_THRESHOLD = env.int("EMS_HEALTH_FAILURE_THRESHOLD", 3, minimum=1, maximum=100)
 
 
 def _secrets_key() -> str:

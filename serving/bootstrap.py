@@ -65,3 +65,20 @@ def _beat(log) -> None:
     )
     if created:
         log(f"scheduled serving.reconcile_all every {RECONCILE_EVERY_SECONDS} s")
+    # health of running instances: fast, and a round not started in time is dropped (the next
+    # one is due anyway), so a backlog never builds up while no worker runs
+    probe_every = settings.EMS_HEALTH_PROBE_INTERVAL
+    interval, _ = IntervalSchedule.objects.get_or_create(
+        every=probe_every, period=IntervalSchedule.SECONDS
+    )
+    _, created = PeriodicTask.objects.update_or_create(
+        name="serving: probe running instances",
+        defaults={
+            "task": "serving.probe_instances",
+            "interval": interval,
+            "enabled": True,
+            "expire_seconds": max(2, 2 * probe_every),
+        },
+    )
+    if created:
+        log(f"scheduled serving.probe_instances every {probe_every} s")

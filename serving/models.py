@@ -333,6 +333,11 @@ class Instance(TenantOwnedModel):
     started_at = models.DateTimeField(null=True, blank=True)
     ready_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
+    # health of a running instance (serving.health): failed probes in a row since when, and why
+    # it was taken out of the routes (set once; the reconciler then replaces it)
+    probe_failures = models.PositiveIntegerField(default=0, editable=False)
+    probe_failing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    unhealthy_reason = models.TextField(blank=True, default="", editable=False)
 
     resource_kind = "service"
 

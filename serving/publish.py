@@ -3,7 +3,8 @@
 The reconciler calls it directly (``after_pass`` and ``drain``); the token and auth services too:
 
 * ``publish_service(service)`` — after every reconcile pass and every token / auth change: the
-  full route (instances in state ``running`` → ``healthy`` at their address; a stopped service
+  full route (instances in state ``running`` that their health probe has not taken out
+  (``serving.health``) → ``healthy`` at their address; a stopped service
   has none, so callers get 503; a deleted one is removed, so callers get 404). The record is
   compared with what the store holds and only written when it differs, so calling it on every
   pass is cheap and heals a publish that failed (a Redis outage) on the next pass.
@@ -66,7 +67,9 @@ def route_for(service, *, exclude: set[str] | frozenset = frozenset()) -> dict |
         return None
     instances = []
     if service.desired == Service.RUN:
-        running = service.instances.filter(state=Instance.RUNNING).exclude(address="")
+        running = service.instances.filter(state=Instance.RUNNING, unhealthy_reason="").exclude(
+            address=""
+        )
         for instance in running.order_by("created_at", "pk"):
             if instance.instance_id not in exclude:
                 instances.append(

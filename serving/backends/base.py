@@ -10,9 +10,6 @@ backend fits behind the same methods. Django-free, so the gateway and benchmarks
 from __future__ import annotations
 
 import datetime as dt
-import json
-import urllib.error
-import urllib.request
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -27,8 +24,10 @@ MODEL_NAME = "m"  # the platform always serves the model as "m"
 CONTAINER_PORT = 8501
 MODEL_MOUNT = f"/models/{MODEL_NAME}"
 
-# Instance states as a backend reports them.
+# Instance states as a backend reports them. PAUSED: the engine froze it (``docker pause``);
+# it holds its port but cannot answer, so it is not running for the reconciler nor the routes.
 CREATED, RUNNING, EXITED, MISSING = "created", "running", "exited", "missing"
+PAUSED = "paused"
 
 
 class BackendError(Exception):
@@ -154,17 +153,12 @@ class Backend(ABC):
 
     # --- health, the same for every backend: the runtime's own status endpoint ---------------
     def health(self, status: InstanceStatus, *, timeout: float = 2.0) -> bool:
-        """True when the runtime reports the model ``AVAILABLE``."""
+        """True when the runtime reports the model ``AVAILABLE`` (``serving.health.probe``)."""
         if not status.running or not status.address:
             return False
-        url = f"{status.address}/v1/models/{MODEL_NAME}"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
-                body = json.loads(response.read())
-        except (OSError, ValueError, urllib.error.URLError):
-            return False
-        states = [item.get("state") for item in body.get("model_version_status", [])]
-        return "AVAILABLE" in states
+        from serving.health import probe
+
+        return probe(status.address, timeout=timeout).ok
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release engine connections."""

@@ -37,6 +37,7 @@ from serving.backends.base import (
     MISSING,
     MODEL_MOUNT,
     MODEL_NAME,
+    PAUSED,
     RUNNING,
     Backend,
     BackendError,
@@ -254,8 +255,10 @@ class DockerBackend(Backend):
         state = attrs.get("State", {})
         labels = container.labels or {}
         docker_state = state.get("Status", "")
-        if docker_state in ("running", "restarting", "paused"):
+        if docker_state in ("running", "restarting"):
             ours = RUNNING
+        elif docker_state == "paused":
+            ours = PAUSED  # frozen: holds its port, answers nothing
         elif docker_state == "created":
             ours = CREATED
         else:
@@ -271,6 +274,8 @@ class DockerBackend(Backend):
             message = "killed: out of memory (raise the instance's memory)"
         elif ours == EXITED and not message:
             message = f"exited with code {state.get('ExitCode')}"
+        elif ours == PAUSED:
+            message = "is paused (frozen by the engine)"
         return InstanceStatus(
             instance_id=labels.get(LABEL_INSTANCE, container.name),
             service_id=labels.get(LABEL_SERVICE, ""),

@@ -182,6 +182,7 @@ class ProcessBackend(Backend):
         if _alive(pid, created):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
+                os.killpg(pid, signal.SIGCONT)  # a stopped (SIGSTOP) runtime handles it too
             deadline = time.monotonic() + grace
             while time.monotonic() < deadline and _alive(pid, created):
                 _reap(pid)

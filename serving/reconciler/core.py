@@ -11,7 +11,7 @@ from django.utils import timezone
 from models_repo.services import FolderChanged
 from serving import events, publish, scheduling
 from serving.backends import BackendError, for_node
-from serving.backends.base import EXITED, LABEL_MODEL, LABEL_SERVICE, MISSING
+from serving.backends.base import EXITED, LABEL_MODEL, LABEL_SERVICE, MISSING, PAUSED
 from serving.models import Instance, Node, Service, ServiceEvent, new_instance_id
 from serving.reconciler import support
 from serving.scheduling import InsufficientResources
@@ -22,6 +22,11 @@ BUSY, IDLE, PROGRESSING = "busy", "idle", "progressing"
 LOG_TAIL = 20
 
 
+class LeaseLost(Exception):
+    """The pass's lease ran out and another pass may hold it: stop here (every step is
+    idempotent; the holder finishes the work)."""
+
+
 def reconcile(service_pk: int) -> str:
     """One pass for one service; returns BUSY (another pass holds the lease), PROGRESSING (call
     again soon: instances are starting or stopping) or IDLE."""
@@ -29,13 +34,17 @@ def reconcile(service_pk: int) -> str:
     if owner is None:
         return BUSY
     try:
-        service = Service.objects.select_related("group", "region", "tenant", "revision").get(
-            pk=service_pk
-        )
-        run = Pass(service, owner)
-        result = run.execute()
+        with support.Heartbeat(service_pk, owner) as heartbeat:
+            service = Service.objects.select_related("group", "region", "tenant", "revision").get(
+                pk=service_pk
+            )
+            run = Pass(service, owner, heartbeat)
+            result = run.execute()
     except Service.DoesNotExist:
         return IDLE
+    except LeaseLost:
+        log.warning("reconcile of service %s stopped: its lease ran out", service_pk)
+        return BUSY
     finally:
         support.drop_lease(service_pk, owner)
     # After the pass committed: publish the route (a quiet pass checks and repairs it).
@@ -91,13 +100,20 @@ def sweep_node(node: Node, *, cache_min_age: float = 600.0) -> list[str]:
 
 
 class Pass:
-    def __init__(self, service: Service, owner: str):
+    def __init__(self, service: Service, owner: str, heartbeat=None):
         self.service = service
         self.owner = owner
+        self.heartbeat = heartbeat
         self.changed = False
         self.now = timezone.now()
 
     # --- helpers ------------------------------------------------------------------------------
+    def keep_lease(self) -> None:
+        """Renew the lease before a step; stop the pass when it is no longer ours."""
+        lost = self.heartbeat is not None and self.heartbeat.lost
+        if lost or not support.renew_lease(self.service.pk, self.owner):
+            raise LeaseLost(self.service.pk)
+
     def instances(self, states) -> list[Instance]:
         return list(
             self.service.instances.filter(state__in=states)
@@ -130,7 +146,7 @@ class Pass:
             self.stop_all()
         else:
             for instance in self.instances(Instance.ACTIVE):
-                support.renew_lease(service.pk, self.owner)
+                self.keep_lease()
                 if self.service.status == Service.FAILED:
                     break
                 if instance.state == Instance.PENDING:
@@ -181,6 +197,7 @@ class Pass:
                 f"model {version} copied into the cache of {node.name}",
                 instance=instance,
             )
+        self.keep_lease()
         try:
             status = backend.start(support.spec_for(instance, node), str(path))
         except BackendError as exc:
@@ -217,9 +234,15 @@ class Pass:
     def observe(self, instance: Instance) -> None:
         backend = for_node(instance.node)
         status = backend.inspect(instance.instance_id)
-        if status.state in (EXITED, MISSING):
+        if status.state in (EXITED, MISSING, PAUSED):
             reason = status.message or "the instance disappeared"
+            if status.state == PAUSED:
+                reason = f"instance {instance.instance_id} {reason}; replaced"
             self.crashed(instance, reason)
+            return
+        if instance.state == Instance.RUNNING and instance.unhealthy_reason:
+            # serving.health took it out of the routes: a frozen or wedged runtime
+            self.crashed(instance, f"{instance.unhealthy_reason}; replaced")
             return
         if instance.address != status.address:
             self.set_instance(instance, address=status.address)
@@ -267,9 +290,9 @@ class Pass:
         (``serving.publish.drain``); SIGTERM comes after."""
         ids = [i.instance_id for i in instances if i.address]
         if ids:
-            support.renew_lease(self.service.pk, self.owner)
+            self.keep_lease()
             publish.drain(self.service, ids)
-            support.renew_lease(self.service.pk, self.owner)
+            self.keep_lease()
 
     def stop_all(self) -> None:
         active = self.instances(Instance.ACTIVE)
@@ -283,6 +306,7 @@ class Pass:
     def stop_instance(
         self, instance: Instance, final_state: str, verb: str, *, drained: bool = False
     ) -> None:
+        self.keep_lease()
         backend = for_node(instance.node)
         if instance.state == Instance.RUNNING:
             self.set_instance(instance, state=Instance.STOPPING)

@@ -1,15 +1,19 @@
-"""What the reconciler needs from outside: runtime images, model files, the lease."""
+"""What the reconciler needs from outside: runtime images, model files, the lease and its
+heartbeat."""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
+import threading
 import uuid
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import Q
-from django.utils import timezone
+from django.db import connection, connections
+from django.db.models import DateTimeField, ExpressionWrapper, Q
+from django.db.models.functions import Now
 
 from models_repo.services import check_version_unchanged, tenant_storage
 from runtimes.images.tag import image_tag
@@ -17,7 +21,8 @@ from serving.backends import BackendError, InstanceSpec
 from serving.modelcache import ModelCache
 from serving.models import Instance, Node, Service
 
-LEASE_SECONDS = 120
+ROOT = Path(__file__).resolve().parents[2]
+log = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=32)
@@ -75,24 +80,81 @@ def fetch_model(node: Node, version) -> tuple[Path, bool]:
     return path, True
 
 
+def lease_seconds() -> int:
+    return settings.EMS_SERVING_LEASE_SECONDS
+
+
+def _until():
+    """Now + the lease length, on the database's clock (workers' clocks may differ)."""
+    return ExpressionWrapper(
+        Now() + dt.timedelta(seconds=lease_seconds()), output_field=DateTimeField()
+    )
+
+
 def take_lease(service_pk: int) -> str | None:
+    """The service's reconcile lease (a conditional UPDATE), or None while another pass holds
+    it. Short (``EMS_SERVING_LEASE_SECONDS``): a pass keeps it with :class:`Heartbeat`, so a
+    killed worker's lease runs out within that time."""
     owner = uuid.uuid4().hex
-    now = timezone.now()
     won = Service.objects.filter(
-        Q(lease_until__isnull=True) | Q(lease_until__lt=now), pk=service_pk
-    ).update(lease_owner=owner, lease_until=now + dt.timedelta(seconds=LEASE_SECONDS))
+        Q(lease_until__isnull=True) | Q(lease_until__lt=Now()), pk=service_pk
+    ).update(lease_owner=owner, lease_until=_until())
     return owner if won else None
 
 
 def renew_lease(service_pk: int, owner: str) -> bool:
-    until = timezone.now() + dt.timedelta(seconds=LEASE_SECONDS)
-    return bool(Service.objects.filter(pk=service_pk, lease_owner=owner).update(lease_until=until))
+    return bool(
+        Service.objects.filter(pk=service_pk, lease_owner=owner).update(lease_until=_until())
+    )
 
 
 def drop_lease(service_pk: int, owner: str) -> None:
     Service.objects.filter(pk=service_pk, lease_owner=owner).update(
         lease_owner="", lease_until=None
     )
+
+
+class Heartbeat:
+    """Renews a held lease every third of its length from a thread, for as long as the pass
+    runs — through its long steps too (a drain, a model fetch, a stop's grace period). When a
+    renewal finds the lease gone (this process stalled past it and another pass took over),
+    ``lost`` is set and the pass stops at its next step.
+
+    Inside an outer transaction (tests on one connection) another connection could not see the
+    lease row, so no thread is started there; the pass's own renewals still run."""
+
+    def __init__(self, service_pk: int, owner: str):
+        self.service_pk, self.owner = service_pk, owner
+        self.every = max(0.5, lease_seconds() / 3)
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Heartbeat:
+        if not connection.in_atomic_block:
+            self._thread = threading.Thread(
+                target=self._run, name=f"lease-{self.service_pk}", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.every):
+                try:
+                    if not renew_lease(self.service_pk, self.owner):
+                        self.lost = True
+                        log.warning("lost the reconcile lease of service %s", self.service_pk)
+                        return
+                except Exception:  # the database is unreachable: try again next beat
+                    log.exception("renewing the lease of service %s failed", self.service_pk)
+        finally:
+            connections.close_all()  # this thread's own connection
 
 
 def backoff(failures: int) -> dt.timedelta:
