@@ -16,6 +16,7 @@ import uuid
 from gateway.app import Gateway
 from gateway.protocol import ClientConn
 from gateway.routes import RouteStore, open_store, store_url_from_env
+from gateway.wake import Waker
 
 log = logging.getLogger("gateway")
 REPORT_EVERY = 0.05  # how often a changed generation / in-flight table is reported
@@ -49,6 +50,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=float(env("EMS_GATEWAY_KEEPALIVE_TIMEOUT", 75)),
         help="seconds an idle client connection stays open",
     )
+    p.add_argument(
+        "--wake-timeout",
+        type=float,
+        default=float(env("EMS_GATEWAY_WAKE_TIMEOUT", 30)),
+        help="seconds a request to a service at zero instances is held while it wakes "
+        "(then 503 + Retry-After); 0 answers 503 at once",
+    )
     p.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"))
     return p.parse_args(argv)
 
@@ -68,7 +76,7 @@ def reporter(gw: Gateway, store: RouteStore, stop: threading.Event) -> None:
         now = time.monotonic()
         if gw.synced and (state != last or now - sent_at >= HEARTBEAT):
             try:
-                store.report(gw.gateway_id, *state)
+                store.report(gw.gateway_id, *state, counters=gw.counters())
                 last, sent_at, gw.reported = state, now, True
             except Exception as exc:  # a store outage must not stop the gateway
                 log.warning("cannot report to the route store: %s", exc)
@@ -85,6 +93,7 @@ async def serve(args: argparse.Namespace) -> int:
     )
     gw.loop = loop
     store = open_store(args.routes)
+    gw.waker = Waker(gw, open_store(args.routes), args.wake_timeout)  # its own connection
     stop = threading.Event()
 
     def on_change(changes, generation, full) -> None:

@@ -44,6 +44,7 @@ class ClientConn(asyncio.Protocol):
         self.head = self.tail = b""
         self.tried: Upstream | None = None
         self.up: Upstream | None = None
+        self.answered_by: str | None = None  # the instance the request was sent to
         self.conn: UpstreamConn | None = None
         self.connecting: asyncio.Future | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -177,6 +178,7 @@ class ClientConn(asyncio.Protocol):
         self.keep_alive = keep_alive
         self.started = perf_counter()
         self.sid = None
+        self.answered_by = None
         path, _, query = url.partition(b"?")
         if path[:3] == b"/-/" or path == b"/metrics" or self.admin:
             if self.admin or not gw.admin_separate:
@@ -193,6 +195,8 @@ class ClientConn(asyncio.Protocol):
             if too_big:
                 raise Response(413, f"request body over the limit of {gw.max_body} bytes")
             if not svc.healthy:
+                if svc.wake and gw.waker is not None and gw.waker.hold(self, req):
+                    return  # a sleeping service: held until it is up (gateway/wake.py)
                 msg = f"service {svc.id} has no healthy instance"
                 raise Response(503, msg, ((b"retry-after", RETRY_AFTER),))
         except Response as r:
@@ -240,6 +244,7 @@ class ClientConn(asyncio.Protocol):
 
     def dispatch(self, conn: UpstreamConn) -> None:
         self.conn = conn
+        self.answered_by = self.up.id
         conn.request(b"%s%s\r\n%s" % (self.head, self.up.host_header, self.tail), self)
 
     def on_response(self, status: int, headers: list, body: bytes) -> None:
@@ -281,7 +286,7 @@ class ClientConn(asyncio.Protocol):
         gw = self.gw
         gw.client_inflight -= 1
         if self.sid is not None:
-            gw.observe(self.sid, status, perf_counter() - self.started)
+            gw.observe(self.sid, status, perf_counter() - self.started, self.answered_by)
         self.busy = False
         if self.queue:  # pipelined: next one on the next loop turn, not by recursion
             gw.loop.call_soon(self._next)

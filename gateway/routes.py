@@ -63,8 +63,10 @@ def make_route(
     token_sha256: Iterable[str] = (),
     token_not_after: dict[str, float] | None = None,
     instances: Iterable[dict[str, str]] = (),
+    wake: bool = False,
 ) -> Route:
-    """A validated route record (``generation`` is filled in by ``publish``)."""
+    """A validated route record (``generation`` is filled in by ``publish``). ``wake``: the
+    service scales to zero, so a gateway holds its requests and wakes it (gateway/wake.py)."""
     route: Route = {
         "service_id": service_id,
         "tenant_id": tenant_id,
@@ -75,6 +77,8 @@ def make_route(
     }
     if token_not_after:
         route["token_not_after"] = dict(token_not_after)
+    if wake:
+        route["wake"] = True
     validate_route(route)
     return route
 
@@ -121,8 +125,29 @@ class RouteStore:
         """Block (in a thread) calling ``on_change`` for every change until ``stop`` is set."""
         raise NotImplementedError
 
-    def report(self, gateway_id: str, generation: int, inflight: dict[str, int]) -> None:
-        """A gateway's heartbeat: the generation it applied and its in-flight per instance."""
+    def report(
+        self,
+        gateway_id: str,
+        generation: int,
+        inflight: dict[str, int],
+        counters: dict[str, Any] | None = None,
+    ) -> None:
+        """A gateway's heartbeat: the generation it applied, its in-flight per instance and
+        (``counters``) its cumulative request counters per service (``gateway.app.Stats``),
+        which the control plane's metrics poller turns into rates and percentiles."""
+        raise NotImplementedError
+
+    # --- scale to zero: a gateway asks the control plane to wake a sleeping service ---
+    def wake(self, service_id: str) -> None:
+        """Record a wake request for ``service_id`` (the time of the latest one is kept)."""
+        raise NotImplementedError
+
+    def wake_requests(self) -> dict[str, float]:
+        """Pending wake requests: service id -> Unix time of the latest."""
+        raise NotImplementedError
+
+    def clear_wake(self, service_id: str, before: float) -> None:
+        """Drop the service's wake request if it is not newer than ``before``."""
         raise NotImplementedError
 
     def forget(self, gateway_id: str) -> None:
@@ -253,10 +278,33 @@ class FileRouteStore(RouteStore):
                 on_change(dict(doc.get("routes", {})), int(doc.get("generation", 0)), True)
             stop.wait(POLL_SECONDS)
 
-    def report(self, gateway_id: str, generation: int, inflight: dict[str, int]) -> None:
+    def report(self, gateway_id, generation, inflight, counters=None) -> None:
         self.reports_dir.mkdir(exist_ok=True)
         doc = {"generation": generation, "inflight": inflight, "at": time.time()}
+        if counters is not None:
+            doc["counters"] = counters
         self._write_json(self.reports_dir / f"{gateway_id}.json", doc)
+
+    def _wake_dir(self) -> Path:
+        return self.path.with_name(self.path.name + ".wake")
+
+    def wake(self, service_id: str) -> None:
+        folder = self._wake_dir()
+        folder.mkdir(exist_ok=True)
+        self._write_json(folder / f"{service_id}.json", {"at": time.time()})
+
+    def wake_requests(self) -> dict[str, float]:
+        folder, out = self._wake_dir(), {}
+        for p in folder.glob("*.json") if folder.exists() else ():
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                out[p.stem] = float(json.loads(p.read_bytes())["at"])
+        return out
+
+    def clear_wake(self, service_id: str, before: float) -> None:
+        path = self._wake_dir() / f"{service_id}.json"
+        with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+            if float(json.loads(path.read_bytes())["at"]) <= before:
+                os.unlink(path)
 
     def forget(self, gateway_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -300,6 +348,7 @@ class RedisRouteStore(RouteStore):
         self.k_gen = prefix + "generation"
         self.k_channel = prefix + "changes"
         self.k_reports = prefix + "gateways"
+        self.k_wake = prefix + "wake"
         self.r = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._change = self.r.register_script(_CHANGE_LUA)
 
@@ -368,9 +417,22 @@ class RedisRouteStore(RouteStore):
                     pubsub.close()
                     client.close()
 
-    def report(self, gateway_id: str, generation: int, inflight: dict[str, int]) -> None:
+    def report(self, gateway_id, generation, inflight, counters=None) -> None:
         doc = {"generation": generation, "inflight": inflight, "at": time.time()}
+        if counters is not None:
+            doc["counters"] = counters
         self.r.hset(self.k_reports, gateway_id, json.dumps(doc, separators=(",", ":")))
+
+    def wake(self, service_id: str) -> None:
+        self.r.hset(self.k_wake, service_id, repr(time.time()))
+
+    def wake_requests(self) -> dict[str, float]:
+        return {k.decode(): float(v) for k, v in self.r.hgetall(self.k_wake).items()}
+
+    def clear_wake(self, service_id: str, before: float) -> None:
+        raw = self.r.hget(self.k_wake, service_id)
+        if raw is not None and float(raw) <= before:
+            self.r.hdel(self.k_wake, service_id)
 
     def forget(self, gateway_id: str) -> None:
         self.r.hdel(self.k_reports, gateway_id)

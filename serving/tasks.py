@@ -22,3 +22,22 @@ def reconcile_service(self, service_pk: int, attempt: int = 0) -> str:
 @shared_task(name="serving.reconcile_all", ignore_result=True)
 def reconcile_all() -> dict:
     return {str(key): value for key, value in reconciler.reconcile_all().items()}
+
+
+@shared_task(name="serving.poll_metrics", ignore_result=True)
+def poll_metrics() -> dict:
+    """One metrics pass over every running instance, then the autoscaler's decisions."""
+    from serving import autoscaler
+    from serving.metrics import poller
+
+    result = poller.poll()
+    decided = autoscaler.autoscale_all(result)
+    return {"instances": result.instances, "seconds": round(result.seconds, 3), **decided}
+
+
+@shared_task(name="serving.wake_services", ignore_result=True)
+def wake_services() -> list[str]:
+    """Wake the sleeping services the gateways hold requests for."""
+    from serving import autoscaler
+
+    return autoscaler.process_wakes()
