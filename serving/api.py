@@ -271,7 +271,10 @@ def _call(fn, **kwargs):
 @extend_schema(tags=["serving"])
 class ServiceViewSet(
     ElasticActions,
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, _Scoped
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    _Scoped,
 ):
     """Online inference services. ``service_id`` (e.g. ``ems-7f3k2p9q``) names one."""
 

@@ -19,9 +19,7 @@ def obs(current, cpu=None, *, ready=None, starting=0, **values):
 
 
 def run(policy, observation, *, now=1000.0, history=None, **kw):
-    return decide(
-        policy, observation, now=now, history=history or [], stabilization=WINDOW, **kw
-    )
+    return decide(policy, observation, now=now, history=history or [], stabilization=WINDOW, **kw)
 
 
 @pytest.mark.parametrize(
@@ -132,4 +130,3 @@ def test_min_zero_sleeps_after_the_idle_window_only():
     assert run(policy, obs(0, None, qps=0.0)).desired == 0  # asleep stays asleep
     woke = Policy(min=1, max=3, triggers=(("qps", 5),))
     assert run(woke, obs(0, None)).desired == 1  # a raised minimum wakes it
-
