@@ -7,6 +7,7 @@ second saturates an instance of half a core."""
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def write(out: Path) -> Path:
             sizes = [WIDTH] + [HIDDEN] * LAYERS
             self.ws = [
                 tf.Variable(rng.normal(0, 1 / np.sqrt(a), (a, b)).astype("float32"))
-                for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+                for a, b in itertools.pairwise(sizes)
             ]
             self.head = tf.Variable(rng.normal(0, 0.03, (HIDDEN, OUT)).astype("float32"))
 

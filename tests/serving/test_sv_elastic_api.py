@@ -22,7 +22,8 @@ SIZE = InstanceSize(cpu_millicores=500, memory_mib=512)
 
 
 def _auto(owner, version, group, name="auto", **kw):
-    policy = {"mode": "auto", "min": 1, "max": 4, "start": 1, "triggers": [{"metric": "cpu", "target": 60}]}  # fmt: skip
+    cpu60 = [{"metric": "cpu", "target": 60}]
+    policy = {"mode": "auto", "min": 1, "max": 4, "start": 1, "triggers": cpu60}
     policy.update(kw)
     return services.service_deploy(
         actor=owner.membership, version=version, group=group, name=name, size=SIZE,
@@ -189,7 +190,8 @@ def test_capacity_cap_and_the_system_path(owner, angel_version, serving_env):
 
 
 def test_scale_to_zero_and_the_wake_request(owner, angel_version, dedicated, settings):
-    service = _auto(owner, angel_version, dedicated, min=0, max=2, triggers=[{"metric": "qps", "target": 5}])  # fmt: skip
+    qps5 = [{"metric": "qps", "target": 5}]
+    service = _auto(owner, angel_version, dedicated, min=0, max=2, triggers=qps5)
     settings.EMS_AUTOSCALE_IDLE_SECONDS = 10
     later = timezone.now() + dt.timedelta(seconds=60)
     idle = ServiceMetrics(ready=1, cpu_percent=1.0, memory_percent=1.0, gpu_percent=None, rps=0.0)
