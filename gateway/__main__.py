@@ -18,6 +18,7 @@ import uuid
 from gateway.app import Gateway, Limits
 from gateway.protocol import ClientConn
 from gateway.routes import RouteStore, open_store, store_url_from_env
+from gateway.wake import Waker
 
 log = logging.getLogger("gateway")
 REPORT_EVERY = 0.05  # how often a changed generation / in-flight table is reported
@@ -67,6 +68,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
          "seconds a probe may take before the instance is ejected"),
     ):  # fmt: skip
         p.add_argument(flag, type=kind, default=kind(env(var, default)), help=what)
+    p.add_argument(
+        "--wake-timeout",
+        type=float,
+        default=float(env("EMS_GATEWAY_WAKE_TIMEOUT", 30)),
+        help="seconds a request to a service at zero instances is held while it wakes "
+        "(then 503 + Retry-After); 0 answers 503 at once",
+    )
     p.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"))
     return p.parse_args(argv)
 
@@ -94,7 +102,7 @@ def reporter(gw: Gateway, store: RouteStore, stop: threading.Event) -> None:
         now = time.monotonic()
         if gw.synced and (state != last or now - sent_at >= HEARTBEAT):
             try:
-                store.report(gw.gateway_id, *state)
+                store.report(gw.gateway_id, *state, counters=gw.counters())
                 last, sent_at, gw.reported = state, now, True
                 if backoff:
                     log.info("reporting to the route store again")
@@ -181,6 +189,7 @@ async def serve(args: argparse.Namespace) -> int:
     gw.loop = loop
     trim = malloc_trimmer()
     store = open_store(args.routes)
+    gw.waker = Waker(gw, open_store(args.routes), args.wake_timeout)  # its own connection
     stop = threading.Event()
 
     def on_change(changes, generation, full) -> None:

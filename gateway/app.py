@@ -54,16 +54,9 @@ class Service:
     """One applied route, compiled for the hot path."""
 
     __slots__ = (
-        "auth",
-        "generation",
-        "healthy",
-        "id",
-        "instances",
-        "not_after",
-        "refuse",
-        "rr",
-        "tokens",
-    )
+        "auth", "generation", "healthy", "id", "instances", "not_after", "refuse", "rr",
+        "tokens", "wake",
+    )  # fmt: skip
 
     def __init__(self, route: dict[str, Any], upstreams: dict[tuple[str, str], Upstream]) -> None:
         self.id = route["service_id"]
@@ -72,6 +65,7 @@ class Service:
         self.tokens = tuple(route.get("token_sha256", ()))
         self.not_after = dict(route.get("token_not_after") or {})
         self.refuse = route.get("refuse") or ""  # set: every call gets 403 with this message
+        self.wake = bool(route.get("wake"))  # scale to zero: hold requests and wake it
         self.instances: list[Upstream] = []
         self.healthy: list[Upstream] = []
         self.rr = 0
@@ -104,15 +98,37 @@ class Service:
 
 
 class Stats:
-    """Requests by status and a latency histogram, for one service."""
+    """Requests by status and a latency histogram, for one service (and, in ``instances``, the
+    same per instance that answered). Cumulative since the gateway started: the control plane's
+    metrics poller turns the reported counters into rates and percentiles."""
 
-    __slots__ = ("buckets", "by_status", "count", "sum")
+    __slots__ = ("buckets", "by_status", "count", "instances", "sum")
 
     def __init__(self) -> None:
         self.by_status: dict[int, int] = {}
         self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self.sum = 0.0
         self.count = 0
+        self.instances: dict[str, Stats] = {}
+
+    def add(self, status: int, seconds: float) -> None:
+        self.by_status[status] = self.by_status.get(status, 0) + 1
+        self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.sum += seconds
+        self.count += 1
+
+    def counters(self) -> dict[str, Any]:
+        """The report form: ``{"count", "sum", "by_status": {"200": n}, "buckets": [...]}``
+        (``buckets`` per ``LATENCY_BUCKETS`` upper bound, the last one +Inf, not cumulative)."""
+        doc: dict[str, Any] = {
+            "count": self.count,
+            "sum": round(self.sum, 6),
+            "by_status": {str(k): v for k, v in list(self.by_status.items())},
+            "buckets": list(self.buckets),
+        }
+        if self.instances:
+            doc["instances"] = {i: st.counters() for i, st in list(self.instances.items())}
+        return doc
 
 
 @dataclass(frozen=True)
@@ -166,6 +182,8 @@ class Gateway:
         self.client_inflight = 0
         self.loop: Any = None  # the event loop, set by serve()
         self.clients: set = set()  # open client connections (protocol objects)
+        self.admin_separate = False  # /metrics and /-/* only on the admin listener
+        self.waker: Any = None  # gateway.wake.Waker: holds requests to sleeping services
 
     # ---- routes (called on the event loop by the watcher thread) ----
     def apply(self, changes: dict[str, dict | None], generation: int, full: bool) -> None:
@@ -180,6 +198,8 @@ class Gateway:
         self.synced = True
         self.changed.set()
         self.collect()
+        if self.waker is not None:
+            self.waker.routes_applied()
 
     def collect(self) -> None:
         """Forget upstreams no route references once their in-flight requests finished."""
@@ -271,14 +291,20 @@ class Gateway:
             raise Response(404, "not found: the gateway serves /v1/models/... of each service")
         return svc, rest
 
-    def observe(self, sid: str, status: int, seconds: float) -> None:
+    def observe(self, sid: str, status: int, seconds: float, instance: str | None = None) -> None:
         st = self.stats.get(sid)
         if st is None:
             st = self.stats[sid] = Stats()
-        st.by_status[status] = st.by_status.get(status, 0) + 1
-        st.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        st.sum += seconds
-        st.count += 1
+        st.add(status, seconds)
+        if instance is not None:
+            ist = st.instances.get(instance)
+            if ist is None:
+                ist = st.instances[instance] = Stats()
+            ist.add(status, seconds)
+
+    def counters(self) -> dict[str, Any]:
+        """Every service's cumulative counters, for the report to the route store."""
+        return {sid: st.counters() for sid, st in list(self.stats.items())}
 
     def check(self, svc: Service, token: bytes | None) -> None:
         if svc.auth and not check_token(token, svc.tokens, svc.not_after):

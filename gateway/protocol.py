@@ -60,6 +60,7 @@ class ClientConn(asyncio.Protocol):
         self.resent = False
         self.error: UpstreamError | None = None
         self.up: Upstream | None = None
+        self.answered_by: str | None = None  # the instance the request was sent to
         self.conn: UpstreamConn | None = None
         self.sent_at = 0.0
         self.connecting: asyncio.Future | None = None
@@ -289,6 +290,7 @@ class ClientConn(asyncio.Protocol):
         self.keep_alive = keep_alive
         self.started = perf_counter()
         self.sid = None
+        self.answered_by = None
         path, _, query = url.partition(b"?")
         if path[:3] == b"/-/" or path == b"/metrics" or self.admin:
             if self.admin:
@@ -307,6 +309,8 @@ class ClientConn(asyncio.Protocol):
             if too_big:
                 raise Response(413, f"request body over the limit of {gw.max_body} bytes")
             if not svc.healthy:
+                if svc.wake and gw.waker is not None and gw.waker.hold(self, req):
+                    return  # a sleeping service: held until it is up (gateway/wake.py)
                 msg = f"service {svc.id} has no healthy instance"
                 raise Response(503, msg, ((b"retry-after", RETRY_AFTER),))
         except Response as r:
@@ -356,6 +360,7 @@ class ClientConn(asyncio.Protocol):
     def dispatch(self, conn: UpstreamConn) -> None:
         self.conn = conn
         up = self.up
+        self.answered_by = up.id
         parts = [self.head, up.host_header, self.tail, *self.payload]
         if len(self.payload) <= 1 and self.size_out < 65536:  # small: one buffer, one send
             parts = [b"".join(parts)]
@@ -433,7 +438,7 @@ class ClientConn(asyncio.Protocol):
         gw = self.gw
         gw.client_inflight -= 1
         if self.sid is not None:
-            gw.observe(self.sid, status, perf_counter() - self.started)
+            gw.observe(self.sid, status, perf_counter() - self.started, self.answered_by)
         self.busy = False
         self.last_seen = monotonic()  # idle from the answer on, not from the request
         if self.queue:  # pipelined: next one on the next loop turn, not by recursion

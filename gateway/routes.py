@@ -65,11 +65,13 @@ def make_route(
     token_not_after: dict[str, float] | None = None,
     instances: Iterable[dict[str, str]] = (),
     refuse: str = "",
+    wake: bool = False,
 ) -> Route:
     """A validated route record (``generation`` is filled in by ``publish``).
 
     ``refuse``: a message; when set, the gateway answers every call with 403 ``{"error":
-    refuse}`` and proxies nothing (a suspended tenant's services)."""
+    refuse}`` and proxies nothing (a suspended tenant's services). ``wake``: the service
+    scales to zero, so a gateway holds its requests and wakes it (gateway/wake.py)."""
     route: Route = {
         "service_id": service_id,
         "tenant_id": tenant_id,
@@ -82,6 +84,8 @@ def make_route(
         route["token_not_after"] = dict(token_not_after)
     if refuse:
         route["refuse"] = refuse
+    if wake:
+        route["wake"] = True
     validate_route(route)
     return route
 
@@ -130,8 +134,29 @@ class RouteStore:
         """Block (in a thread) calling ``on_change`` for every change until ``stop`` is set."""
         raise NotImplementedError
 
-    def report(self, gateway_id: str, generation: int, inflight: dict[str, int]) -> None:
-        """A gateway's heartbeat: the generation it applied and its in-flight per instance."""
+    def report(
+        self,
+        gateway_id: str,
+        generation: int,
+        inflight: dict[str, int],
+        counters: dict[str, Any] | None = None,
+    ) -> None:
+        """A gateway's heartbeat: the generation it applied, its in-flight per instance and
+        (``counters``) its cumulative request counters per service (``gateway.app.Stats``),
+        which the control plane's metrics poller turns into rates and percentiles."""
+        raise NotImplementedError
+
+    # --- scale to zero: a gateway asks the control plane to wake a sleeping service ---
+    def wake(self, service_id: str) -> None:
+        """Record a wake request for ``service_id`` (the time of the latest one is kept)."""
+        raise NotImplementedError
+
+    def wake_requests(self) -> dict[str, float]:
+        """Pending wake requests: service id -> Unix time of the latest."""
+        raise NotImplementedError
+
+    def clear_wake(self, service_id: str, before: float) -> None:
+        """Drop the service's wake request if it is not newer than ``before``."""
         raise NotImplementedError
 
     def forget(self, gateway_id: str) -> None:
@@ -266,10 +291,33 @@ class FileRouteStore(RouteStore):
                 on_change(dict(doc.get("routes", {})), int(doc.get("generation", 0)), True)
             stop.wait(POLL_SECONDS)
 
-    def report(self, gateway_id: str, generation: int, inflight: dict[str, int]) -> None:
+    def report(self, gateway_id, generation, inflight, counters=None) -> None:
         self.reports_dir.mkdir(exist_ok=True)
         doc = {"generation": generation, "inflight": inflight, "at": time.time()}
+        if counters is not None:
+            doc["counters"] = counters
         self._write_json(self.reports_dir / f"{gateway_id}.json", doc)
+
+    def _wake_dir(self) -> Path:
+        return self.path.with_name(self.path.name + ".wake")
+
+    def wake(self, service_id: str) -> None:
+        folder = self._wake_dir()
+        folder.mkdir(exist_ok=True)
+        self._write_json(folder / f"{service_id}.json", {"at": time.time()})
+
+    def wake_requests(self) -> dict[str, float]:
+        folder, out = self._wake_dir(), {}
+        for p in folder.glob("*.json") if folder.exists() else ():
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                out[p.stem] = float(json.loads(p.read_bytes())["at"])
+        return out
+
+    def clear_wake(self, service_id: str, before: float) -> None:
+        path = self._wake_dir() / f"{service_id}.json"
+        with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+            if float(json.loads(path.read_bytes())["at"]) <= before:
+                os.unlink(path)
 
     def forget(self, gateway_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -317,6 +365,7 @@ class RedisRouteStore(RouteStore):
         self.k_channel = prefix + "changes"
         self.k_reports = prefix + "gateway:"  # + id: one key per report, expiring
         self.k_report_ids = prefix + "gateway-ids"  # the ids that may have a report
+        self.k_wake = prefix + "wake"
         self.r = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._change = self.r.register_script(_CHANGE_LUA)
 
@@ -385,13 +434,26 @@ class RedisRouteStore(RouteStore):
                     pubsub.close()
                     client.close()
 
-    def report(self, gateway_id: str, generation: int, inflight: dict[str, int]) -> None:
+    def report(self, gateway_id, generation, inflight, counters=None) -> None:
         doc = {"generation": generation, "inflight": inflight, "at": time.time()}
+        if counters is not None:
+            doc["counters"] = counters
         pipe = self.r.pipeline(transaction=False)
         raw = json.dumps(doc, separators=(",", ":"))
         pipe.set(self.k_reports + gateway_id, raw, px=int(REPORT_TTL * 1000))
         pipe.sadd(self.k_report_ids, gateway_id)
         pipe.execute()
+
+    def wake(self, service_id: str) -> None:
+        self.r.hset(self.k_wake, service_id, repr(time.time()))
+
+    def wake_requests(self) -> dict[str, float]:
+        return {k.decode(): float(v) for k, v in self.r.hgetall(self.k_wake).items()}
+
+    def clear_wake(self, service_id: str, before: float) -> None:
+        raw = self.r.hget(self.k_wake, service_id)
+        if raw is not None and float(raw) <= before:
+            self.r.hdel(self.k_wake, service_id)
 
     def forget(self, gateway_id: str) -> None:
         pipe = self.r.pipeline(transaction=False)

@@ -249,6 +249,18 @@ EMS_THROTTLE_RATES = {
 EMS_TRUSTED_PROXIES = env.int("EMS_TRUSTED_PROXIES", 0, minimum=0, maximum=10)
 
 
+# --- elastic: metrics and autoscaling (docs/serving.md, "Metrics and autoscaling") ----------
+EMS_METRICS_INTERVAL = env.int("EMS_METRICS_INTERVAL", 5, minimum=1, maximum=300)
+EMS_METRICS_RAW_RETENTION = env.int("EMS_METRICS_RAW_RETENTION", 3600, minimum=300, maximum=86400)
+EMS_METRICS_MINUTE_RETENTION = env.int(
+    "EMS_METRICS_MINUTE_RETENTION", 30 * 86400, minimum=3600, maximum=400 * 86400
+)
+EMS_METRICS_POLL_WORKERS = env.int("EMS_METRICS_POLL_WORKERS", 32, minimum=1, maximum=256)
+EMS_AUTOSCALE_STABILIZATION_SECONDS = env.int(
+    "EMS_AUTOSCALE_STABILIZATION_SECONDS", 300, minimum=0, maximum=3600
+)
+EMS_AUTOSCALE_IDLE_SECONDS = env.int("EMS_AUTOSCALE_IDLE_SECONDS", 300, minimum=10, maximum=86400)
+
 # --- Django ------------------------------------------------------------------------------------
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -14,6 +14,7 @@ from accounts import authz, throttles
 from accounts.api.base import ScopedViewSet
 from models_repo.models import ModelConfigVersion
 from serving import access, selectors, services
+from serving.api_elastic import ElasticActions, TriggerSerializer
 from serving.models import Instance, ResourceGroup, Revision, Service, ServiceEvent
 from serving.scheduling import QUOTA_TYPES, InsufficientResources
 
@@ -127,11 +128,6 @@ class ServiceSerializer(serializers.ModelSerializer):
         return service.instances.filter(state=Instance.RUNNING).count()
 
 
-class TriggerSerializer(serializers.Serializer):
-    metric = serializers.ChoiceField(choices=services.TRIGGER_METRICS)
-    target = serializers.IntegerField(min_value=1, max_value=100)
-
-
 class SizeFields(serializers.Serializer):
     cpu_millicores = serializers.IntegerField(required=False, default=0, min_value=0)
     memory_mib = serializers.IntegerField(required=False, default=0, min_value=0)
@@ -157,7 +153,7 @@ class DeploySerializer(SizeFields):
     resource_group = serializers.IntegerField()
     scaling_mode = serializers.ChoiceField(choices=[Service.MANUAL, Service.AUTO], default="manual")
     replicas = serializers.IntegerField(default=1, min_value=1)
-    min_replicas = serializers.IntegerField(default=1, min_value=1)
+    min_replicas = serializers.IntegerField(default=1, min_value=0)
     max_replicas = serializers.IntegerField(default=1, min_value=1)
     start_replicas = serializers.IntegerField(default=1, min_value=1)
     triggers = TriggerSerializer(many=True, required=False, default=list)
@@ -272,7 +268,11 @@ def _call(fn, **kwargs):
 
 @extend_schema(tags=["serving"])
 class ServiceViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, ScopedViewSet
+    ElasticActions,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    ScopedViewSet,
 ):
     """Online inference services. ``service_id`` (e.g. ``ems-7f3k2p9q``) names one."""
 
@@ -297,6 +297,8 @@ class ServiceViewSet(
         "token_rotate": "ems:RotateServiceToken",
         "token_revoke": "ems:RevokeServiceToken",
         "auth": "ems:UpdateService",
+        "scaling": "ems:ScaleService",
+        "metrics": "ems:DescribeService",
     }
 
     def scoped(self, actor):

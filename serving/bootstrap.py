@@ -11,6 +11,7 @@ from models_repo.models import Region
 from serving.models import Node, ResourceGroup
 
 RECONCILE_EVERY_SECONDS = 15
+WAKE_EVERY_SECONDS = 1  # a request held at a gateway waits at most this long to be noticed
 
 
 def _local_capacity() -> tuple[int, int]:
@@ -82,3 +83,15 @@ def _beat(log) -> None:
     )
     if created:
         log(f"scheduled serving.probe_instances every {probe_every} s")
+    for name, task, seconds in (
+        ("serving: metrics and autoscaling", "serving.poll_metrics", settings.EMS_METRICS_INTERVAL),
+        ("serving: wake sleeping services", "serving.wake_services", WAKE_EVERY_SECONDS),
+    ):
+        interval, _ = IntervalSchedule.objects.get_or_create(
+            every=seconds, period=IntervalSchedule.SECONDS
+        )
+        _, created = PeriodicTask.objects.update_or_create(
+            name=name, defaults={"task": task, "interval": interval, "enabled": True}
+        )
+        if created:
+            log(f"scheduled {task} every {seconds} s")

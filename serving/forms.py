@@ -54,7 +54,9 @@ class DeployForm(forms.Form):
     replicas = forms.IntegerField(
         label="Instances (manual)", min_value=1, initial=1, required=False
     )
-    min_replicas = forms.IntegerField(label="Minimum instances", min_value=1, required=False)
+    min_replicas = forms.IntegerField(
+        label="Minimum instances (0: scale to zero when idle)", min_value=0, required=False
+    )
     max_replicas = forms.IntegerField(label="Maximum instances", min_value=1, required=False)
     start_replicas = forms.IntegerField(label="Start instances", min_value=1, required=False)
     trigger_cpu = forms.IntegerField(
@@ -65,6 +67,9 @@ class DeployForm(forms.Form):
     )
     trigger_gpu = forms.IntegerField(
         label="GPU utilization target %", required=False, min_value=1, max_value=100
+    )
+    trigger_qps = forms.IntegerField(
+        label="Requests per second per instance", required=False, min_value=1, max_value=100000
     )
     auth_enabled = forms.BooleanField(label="Generate an auth token", required=False)
 
@@ -109,16 +114,67 @@ class DeployForm(forms.Form):
             self.add_error("replicas", "Give the number of instances (at least 1).")
         if data.get("scaling_mode") == Service.AUTO:
             for key in ("min_replicas", "max_replicas", "start_replicas"):
-                if not data.get(key):
+                if data.get(key) is None:
                     self.add_error(key, "Required for automatic scaling.")
         return data
 
     def triggers(self) -> list[dict]:
         return [
             {"metric": metric, "target": self.cleaned_data[f"trigger_{metric}"]}
-            for metric in ("cpu", "memory", "gpu")
+            for metric in ("cpu", "memory", "gpu", "qps")
             if self.cleaned_data.get(f"trigger_{metric}")
         ]
+
+
+class ScalingForm(forms.Form):
+    """The scaling policy on a service's page (``service_set_scaling``)."""
+
+    scaling_mode = forms.ChoiceField(
+        label="Scaling", choices=[(Service.MANUAL, "manual"), (Service.AUTO, "automatic")]
+    )
+    replicas = forms.IntegerField(label="Instances (manual)", min_value=1, required=False)
+    min_replicas = forms.IntegerField(
+        label="Minimum (0: scale to zero)", min_value=0, required=False
+    )
+    max_replicas = forms.IntegerField(label="Maximum", min_value=1, required=False)
+    trigger_cpu = forms.IntegerField(label="CPU target %", required=False, min_value=1)
+    trigger_memory = forms.IntegerField(label="Memory target %", required=False, min_value=1)
+    trigger_gpu = forms.IntegerField(label="GPU target %", required=False, min_value=1)
+    trigger_qps = forms.IntegerField(label="Requests/s per instance", required=False, min_value=1)
+
+    @classmethod
+    def for_service(cls, service) -> ScalingForm:
+        auto = service.autoscale or {}
+        initial = {
+            "scaling_mode": service.scaling_mode,
+            "replicas": max(service.replicas, 1),
+            "min_replicas": auto.get("min", 1),
+            "max_replicas": auto.get("max", max(service.replicas, 1)),
+        }
+        for trigger in auto.get("triggers", []):
+            initial[f"trigger_{trigger['metric']}"] = trigger["target"]
+        return cls(initial=initial)
+
+    def scaling(self, service):
+        from serving.scaling import Scaling
+
+        data = self.cleaned_data
+        low = data.get("min_replicas")
+        low = 1 if low is None else low
+        high = data.get("max_replicas") or max(low, 1)
+        start = (service.autoscale or {}).get("start", 1)
+        return Scaling(
+            mode=data["scaling_mode"],
+            replicas=data.get("replicas") or 1,
+            min=low,
+            max=high,
+            start=min(max(start, max(low, 1)), high),
+            triggers=[
+                {"metric": m, "target": data[f"trigger_{m}"]}
+                for m in ("cpu", "memory", "gpu", "qps")
+                if data.get(f"trigger_{m}")
+            ],
+        )
 
 
 class ScaleForm(forms.Form):

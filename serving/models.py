@@ -405,3 +405,7 @@ class ServiceToken(TenantOwnedModel):
     def is_live(self, now=None) -> bool:
         now = now or timezone.now()
         return self.revoked_at is None and (self.not_after is None or self.not_after > now)
+
+
+# The metrics poller's time series and the autoscaler's memory live in their own module.
+from serving.metrics.models import AutoscalerState, MetricPoint  # noqa: E402, F401

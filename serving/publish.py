@@ -87,6 +87,19 @@ def route_for(service, *, exclude: set[str] | frozenset = frozenset()) -> dict |
         token_sha256=hashes,
         token_not_after=not_after,
         instances=instances,
+        wake=scales_to_zero(service),
+    )
+
+
+def scales_to_zero(service) -> bool:
+    """An automatic running service with minimum 0: gateways hold its requests while it has
+    no instance and ask the control plane to wake it (gateway/wake.py)."""
+    from serving.models import Service
+
+    return (
+        service.scaling_mode == Service.AUTO
+        and service.desired == Service.RUN
+        and int((service.autoscale or {}).get("min", 1)) == 0
     )
 
 

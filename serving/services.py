@@ -8,7 +8,7 @@ is claimed here, synchronously, so a full group is an immediate, clear error
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -18,26 +18,29 @@ from accounts import authz
 from accounts.audit import record
 from models_repo.services import FolderChanged, check_version_unchanged
 from serving import events, scheduling
+from serving import scaling as scaling_policy
 from serving.access import token_issue
 from serving.models import Instance, ResourceGroup, Revision, Service, new_instance_id
+from serving.scaling import MAX_REPLICAS, TRIGGER_METRICS, Scaling
 from serving.scheduling import QUOTA_TYPES, InsufficientResources
 from serving.tasks import reconcile_service
 
 __all__ = [
+    "MAX_REPLICAS",
+    "TRIGGER_METRICS",
     "InstanceSize",
     "InsufficientResources",
     "Scaling",
+    "service_autoscale",
     "service_delete",
     "service_deploy",
     "service_resume",
     "service_rollback",
     "service_scale",
+    "service_set_scaling",
     "service_stop",
     "service_update",
 ]
-
-TRIGGER_METRICS = ("cpu", "memory", "gpu")
-MAX_REPLICAS = 100
 
 
 @dataclass(frozen=True)
@@ -49,16 +52,6 @@ class InstanceSize:
     gpus: int = 0
     quota_type: str = ""
     quota_count: int = 0
-
-
-@dataclass(frozen=True)
-class Scaling:
-    mode: str = Service.MANUAL
-    replicas: int = 1
-    min: int = 1
-    max: int = 1
-    start: int = 1
-    triggers: list = field(default_factory=list)
 
 
 def _enqueue(service: Service) -> None:
@@ -100,41 +93,6 @@ def _size(group: ResourceGroup, size: InstanceSize, runtime) -> tuple[dict, tupl
         )
     fields.update(cpu_millicores=triple[0], memory_mib=triple[1], gpus=triple[2])
     return fields, triple
-
-
-def _scaling(scaling: Scaling) -> dict:
-    if scaling.mode == Service.MANUAL:
-        if not 1 <= scaling.replicas <= MAX_REPLICAS:
-            raise ValidationError({"replicas": f"The instance count is 1 to {MAX_REPLICAS}."})
-        return {"scaling_mode": Service.MANUAL, "replicas": scaling.replicas, "autoscale": {}}
-    if scaling.mode != Service.AUTO:
-        raise ValidationError({"scaling_mode": "Scaling is manual or auto."})
-    errors = {}
-    if not 1 <= scaling.min <= scaling.max <= MAX_REPLICAS:
-        errors["min"] = f"The range needs 1 <= min <= max <= {MAX_REPLICAS}."
-    elif not scaling.min <= scaling.start <= scaling.max:
-        errors["start"] = "The start count must lie within min..max."
-    triggers = []
-    for item in scaling.triggers or []:
-        metric, target = item.get("metric"), item.get("target")
-        if metric not in TRIGGER_METRICS or not isinstance(target, int) or not 1 <= target <= 100:
-            errors["triggers"] = "Each trigger is a metric (cpu, memory, gpu) and a target 1-100%."
-            break
-        triggers.append({"metric": metric, "target": target})
-    if not triggers and "triggers" not in errors:
-        errors["triggers"] = "Automatic scaling needs at least one trigger."
-    if errors:
-        raise ValidationError(errors)
-    return {
-        "scaling_mode": Service.AUTO,
-        "replicas": scaling.start,
-        "autoscale": {
-            "min": scaling.min,
-            "max": scaling.max,
-            "start": scaling.start,
-            "triggers": triggers,
-        },
-    }
 
 
 def _check_version(actor, version) -> None:
@@ -226,7 +184,7 @@ def service_deploy(
             }
         )
     fields, triple = _size(group, size, version.runtime)
-    scale_fields = _scaling(scaling or Scaling())
+    scale_fields = scaling_policy.validate(scaling or Scaling())
     scheduling.check_fits_group(group, triple)
     _check_version(actor, version)
     with transaction.atomic():
@@ -328,6 +286,19 @@ def service_resume(*, actor, service: Service) -> Service:
     return service
 
 
+def _scale_rows(service: Service, replicas: int) -> None:
+    """Claim and add the instances a higher count needs (the reconciler stops the extra ones
+    of a lower count, draining them first); a Failed service starts again."""
+    current = service.instances.filter(state__in=Instance.ACTIVE, revision=service.revision)
+    extra = replicas - current.count()
+    if extra > 0 and service.status != Service.FAILED:
+        _add_instances(service, service.revision, extra)
+    changes = {"replicas": replicas}
+    if service.status == Service.FAILED:
+        changes.update(status=Service.DEPLOYING, failures=0, message="")
+    _set(service, **changes)
+
+
 def service_scale(*, actor, service: Service, replicas: int) -> Service:
     authz.check(actor, "ems:ScaleService", service)
     if not 1 <= int(replicas) <= MAX_REPLICAS:
@@ -336,20 +307,91 @@ def service_scale(*, actor, service: Service, replicas: int) -> Service:
         service = Service.objects.get(pk=service.pk)
         if service.desired != Service.RUN:
             raise ValidationError("Resume the service before scaling it.")
-        current = service.instances.filter(state__in=Instance.ACTIVE, revision=service.revision)
-        extra = int(replicas) - current.count()
-        if extra > 0 and service.status != Service.FAILED:
-            _add_instances(service, service.revision, extra)
-        changes = {"replicas": int(replicas)}
-        if service.status == Service.FAILED:
-            changes.update(status=Service.DEPLOYING, failures=0, message="")
-        _set(service, **changes)
+        if service.scaling_mode == Service.AUTO:
+            auto = service.autoscale
+            raise ValidationError(
+                {
+                    "replicas": (
+                        f"The service scales automatically between {auto.get('min')} and "
+                        f"{auto.get('max')} instances. Change its scaling policy "
+                        "(PATCH /api/v1/services/{id}/scaling/, or the Scaling form) — e.g. "
+                        "switch it to manual scaling — to set a count."
+                    )
+                }
+            )
+        _scale_rows(service, int(replicas))
         events.emit(service, events.SCALED, f"scaled to {replicas} instance(s)")
         record(
             actor=actor,
             action="ems:ScaleService",
             resource=service.resource_name,
             detail={"replicas": int(replicas)},
+        )
+        _enqueue(service)
+    return service
+
+
+def service_autoscale(
+    *, service: Service, replicas: int, message: str, detail: dict, kind: str = events.SCALED
+) -> Service:
+    """The platform's path for the autoscaler (and a wake-up): no person's policy applies, the
+    audit row names the system as actor. Only for a running automatic service; the count is
+    clamped to 0..MAX_REPLICAS."""
+    replicas = max(0, min(int(replicas), MAX_REPLICAS))
+    with transaction.atomic():
+        service = Service.objects.select_related("revision", "group", "tenant").get(pk=service.pk)
+        if service.scaling_mode != Service.AUTO or service.desired != Service.RUN:
+            raise ValidationError("Only a running automatic service is scaled automatically.")
+        before = service.replicas
+        _scale_rows(service, replicas)
+        if replicas == 0:
+            _set(service, message="sleeping at zero instances: the next request wakes it")
+        elif before == 0:
+            _set(service, message="")
+        events.emit(service, kind, message)
+        record(
+            actor=None,
+            tenant=service.tenant,
+            action="ems:ScaleService",
+            resource=service.resource_name,
+            detail={"by": "autoscaler", "from": before, "replicas": replicas, **detail},
+        )
+        _enqueue(service)
+    return service
+
+
+def service_set_scaling(*, actor, service: Service, scaling: Scaling) -> Service:
+    """Change the scaling policy after deploy (manual ↔ auto, range, triggers). An automatic
+    service's count is clamped into the new range at once (a sleeping one stays at 0 while
+    the new minimum is 0); a manual one goes to ``scaling.replicas``."""
+    authz.check(actor, "ems:ScaleService", service)
+    fields = scaling_policy.validate(scaling)
+    with transaction.atomic():
+        service = Service.objects.select_related("revision", "group").get(pk=service.pk)
+        if service.desired != Service.RUN:
+            raise ValidationError("Resume the service before changing its scaling.")
+        if fields["scaling_mode"] == Service.AUTO:
+            auto = fields["autoscale"]
+            low = auto["min"] if service.replicas == 0 else max(auto["min"], 1)
+            fields["replicas"] = min(max(service.replicas, low), auto["max"])
+        _set(service, scaling_mode=fields["scaling_mode"], autoscale=fields["autoscale"])
+        _scale_rows(service, fields["replicas"])
+        if fields["scaling_mode"] == Service.AUTO:
+            auto = fields["autoscale"]
+            triggers = ", ".join(f"{t['metric']} {t['target']}" for t in auto["triggers"])
+            note = f"automatic scaling {auto['min']}..{auto['max']} on {triggers}"
+        else:
+            note = f"manual scaling, {fields['replicas']} instance(s)"
+        events.emit(service, events.SCALED, f"scaling policy changed: {note}")
+        record(
+            actor=actor,
+            action="ems:ScaleService",
+            resource=service.resource_name,
+            detail={
+                "scaling_mode": fields["scaling_mode"],
+                "replicas": fields["replicas"],
+                "autoscale": fields["autoscale"],
+            },
         )
         _enqueue(service)
     return service

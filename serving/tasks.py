@@ -54,3 +54,22 @@ def probe_instances() -> dict:
     from serving import health
 
     return health.check_running()
+
+
+@shared_task(name="serving.poll_metrics", ignore_result=True)
+def poll_metrics() -> dict:
+    """One metrics pass over every running instance, then the autoscaler's decisions."""
+    from serving import autoscaler
+    from serving.metrics import poller
+
+    result = poller.poll()
+    decided = autoscaler.autoscale_all(result)
+    return {"instances": result.instances, "seconds": round(result.seconds, 3), **decided}
+
+
+@shared_task(name="serving.wake_services", ignore_result=True)
+def wake_services() -> list[str]:
+    """Wake the sleeping services the gateways hold requests for."""
+    from serving import autoscaler
+
+    return autoscaler.process_wakes()

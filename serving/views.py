@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 
 from accounts.door import By, page, page_object, require_actor
 from serving import access, selectors, services
-from serving.forms import DeployForm, ScaleForm, UpdateForm
+from serving.forms import DeployForm, ScaleForm, ScalingForm, UpdateForm
 from serving.scheduling import InsufficientResources
 
 # The buttons of the service page: the URL's <action> and the catalogue action each needs.
@@ -19,6 +19,7 @@ ACTIONS = By(
         "stop": "ems:StopService",
         "resume": "ems:ResumeService",
         "scale": "ems:ScaleService",
+        "scaling": "ems:ScaleService",
         "update": "ems:UpdateService",
         "rollback": "ems:RollbackService",
         "delete": "ems:DeleteService",
@@ -75,7 +76,7 @@ def service_create(request):
         scaling = services.Scaling(
             mode=data["scaling_mode"],
             replicas=data.get("replicas") or 1,
-            min=data.get("min_replicas") or 1,
+            min=1 if data.get("min_replicas") is None else data["min_replicas"],
             max=data.get("max_replicas") or 1,
             start=data.get("start_replicas") or 1,
             triggers=form.triggers(),
@@ -122,7 +123,8 @@ def service_detail(request, service_id: str):
         "events": service.events.order_by("-created_at", "-id")[:50],
         "logs": selectors.logs(service=service, tail=50),
         "limits_enforced": all(node.backend != "process" for node in service.group.nodes.all()),
-        "scale_form": ScaleForm(initial={"replicas": service.replicas}),
+        "scale_form": ScaleForm(initial={"replicas": max(service.replicas, 1)}),
+        "scaling_form": ScalingForm.for_service(service),
         "update_form": UpdateForm(service=service, actor=actor),
     }
     return render(request, "serving/service_detail.html", context)
@@ -158,6 +160,15 @@ def service_action(request, service_id: str, action: str):
                 raise ValidationError("Give the number of instances (at least 1).")
             services.service_scale(
                 actor=actor, service=service, replicas=form.cleaned_data["replicas"]
+            )
+        elif action == "scaling":
+            form = ScalingForm(request.POST)
+            if not form.is_valid():
+                raise ValidationError(
+                    "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
+                )
+            services.service_set_scaling(
+                actor=actor, service=service, scaling=form.scaling(service)
             )
         elif action == "update":
             form = UpdateForm(request.POST, service=service, actor=actor)

@@ -147,6 +147,10 @@ class Backend(ABC):
     def stats(self, instance_id: str) -> InstanceStats:
         """CPU % of the limit, memory bytes and limit, GPU where present."""
 
+    def gpu_devices(self, instance_id: str) -> list[str]:
+        """The GPU device ids (indexes or UUIDs) the instance was given; [] for none."""
+        return []
+
     @abstractmethod
     def logs(self, instance_id: str, *, tail: int = 100) -> str:
         """The last ``tail`` lines of the runtime's output."""

@@ -222,6 +222,21 @@ class DockerBackend(Backend):
             gpu_percent=None,  # the engine does not report GPU use; the metrics poller asks DCGM
         )
 
+    def gpu_devices(self, instance_id: str) -> list[str]:
+        """The device ids of the container's GPU request. A request by count gets devices
+        ``0 … count-1`` from Docker's NVIDIA driver (it sets NVIDIA_VISIBLE_DEVICES so), which
+        is what is recorded then."""
+        container = self._get(instance_id)
+        if container is None:
+            return []
+        ids: list[str] = []
+        for request in container.attrs.get("HostConfig", {}).get("DeviceRequests") or []:
+            if request.get("DeviceIDs"):
+                ids += [str(d) for d in request["DeviceIDs"]]
+            elif (request.get("Count") or 0) > 0:
+                ids += [str(i) for i in range(int(request["Count"]))]
+        return ids
+
     def logs(self, instance_id: str, *, tail: int = 100) -> str:
         container = self._get(instance_id)
         if container is None:

@@ -409,6 +409,8 @@ class Pass:
                 status = Service.UPDATING
             elif service.failures:
                 status = Service.ABNORMAL
+            elif before == Service.NORMAL and ready:
+                status = Service.NORMAL  # scaling out (or in) while serving stays Normal
             elif before in (Service.WAITING, Service.NORMAL, Service.ABNORMAL):
                 status = (
                     Service.DEPLOYING

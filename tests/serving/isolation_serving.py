@@ -73,6 +73,14 @@ def register(reg) -> None:
     for name in ("service-stop", "service-resume", "service-rollback"):
         reg.case(name, "POST", kwargs=victim_service, expect={404})
     reg.case("service-invoke", "GET", kwargs=victim_service, expect={404})
+    reg.case("service-metrics", "GET", kwargs=victim_service, expect={404})
+    reg.case(
+        "service-scaling",
+        "PATCH",
+        kwargs=victim_service,
+        expect={404},
+        body=lambda ctx: {"scaling_mode": "manual", "replicas": 2},
+    )
     for name in ("service-token-rotate", "service-token-revoke"):
         reg.case(name, "POST", kwargs=victim_service, expect={404}, body=lambda ctx: {})
     reg.case(
