@@ -30,6 +30,7 @@ __all__ = [
     "service_rollback",
     "service_scale",
     "service_stop",
+    "service_stop_by_system",
     "service_update",
 ]
 
@@ -164,6 +165,16 @@ def _add_instances(service: Service, revision: Revision, count: int) -> list[Ins
     ]
 
 
+def _billing_check(*, actor, group, quota_count: int, instances: int, service=None) -> None:
+    """billing: refuse starting instances past a billing limit (an expired dedicated-group
+    purchase, a used-up budget with stop at 100%, a sub-account's quota limit)."""
+    from billing.limits import check_start
+
+    check_start(
+        actor=actor, group=group, quota_count=quota_count, instances=instances, service=service
+    )
+
+
 def _new_revision(service, *, version, fields, reason, actor) -> Revision:
     number = service.revisions.order_by("-number").values_list("number", flat=True).first() or 0
     return Revision.objects.create(
@@ -240,6 +251,9 @@ def service_deploy(
                     raise ValidationError(
                         {"name": f"A service named {name} already exists."}
                     ) from None
+        _billing_check(
+            actor=actor, group=group, quota_count=fields["quota_count"], instances=service.replicas
+        )
         revision = _new_revision(
             service, version=version, fields=fields, reason="deploy", actor=actor
         )
@@ -269,6 +283,19 @@ def service_deploy(
 
 def service_stop(*, actor, service: Service) -> Service:
     authz.check(actor, "ems:StopService", service)
+    return _stop(actor=actor, service=service)
+
+
+def service_stop_by_system(*, service: Service, reason: str) -> Service | None:
+    """billing: stop a service as the platform (a budget's stop at 100%, an expired purchase);
+    audited with no actor ("system") and the reason. None when it was not running."""
+    try:
+        return _stop(actor=None, service=service, reason=reason)
+    except ValidationError:
+        return None
+
+
+def _stop(*, actor, service: Service, reason: str = "") -> Service:
     with transaction.atomic():
         if not Service.objects.filter(pk=service.pk, desired=Service.RUN).update(
             desired=Service.STOP,
@@ -281,9 +308,19 @@ def service_stop(*, actor, service: Service) -> Service:
         service.refresh_from_db()
         service.instances.filter(state__in=Instance.ACTIVE).update(state=Instance.STOPPING)
         events.emit(
-            service, events.STOPPED, f"stop requested ({service.saved_replicas} replicas saved)"
+            service,
+            events.STOPPED,
+            f"stop requested ({service.saved_replicas} replicas saved)"
+            + (f": {reason}" if reason else ""),
+            level="warning" if reason else "info",
         )
-        record(actor=actor, action="ems:StopService", resource=service.resource_name)
+        record(
+            actor=actor,
+            action="ems:StopService",
+            resource=service.resource_name,
+            detail={"reason": reason} if reason else None,
+            tenant=service.tenant,
+        )
         _enqueue(service)
     return service
 
@@ -302,6 +339,13 @@ def service_resume(*, actor, service: Service) -> Service:
         ):
             raise ValidationError("Only a stopped service can be resumed.")
         service.refresh_from_db()
+        _billing_check(
+            actor=actor,
+            group=service.group,
+            quota_count=service.revision.quota_count,
+            instances=replicas,
+            service=service,
+        )
         _add_instances(service, service.revision, replicas)
         events.emit(service, events.SCALED, f"resuming with {replicas} instance(s)")
         record(
@@ -325,6 +369,13 @@ def service_scale(*, actor, service: Service, replicas: int) -> Service:
         current = service.instances.filter(state__in=Instance.ACTIVE, revision=service.revision)
         extra = int(replicas) - current.count()
         if extra > 0 and service.status != Service.FAILED:
+            _billing_check(
+                actor=actor,
+                group=service.group,
+                quota_count=service.revision.quota_count,
+                instances=extra,
+                service=service,
+            )
             _add_instances(service, service.revision, extra)
         changes = {"replicas": int(replicas)}
         if service.status == Service.FAILED:
