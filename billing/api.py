@@ -126,6 +126,10 @@ class PurchaseSerializer(serializers.ModelSerializer):
         return "renewed" if hasattr(purchase, "renewal") else "expired"
 
 
+class AutoRenewSerializer(serializers.Serializer):
+    auto_renew = serializers.BooleanField()
+
+
 class RenewSerializer(serializers.Serializer):
     months = serializers.IntegerField(min_value=1, max_value=36)
 
@@ -307,15 +311,12 @@ class BudgetViewSet(ScopedViewSet):
         return Response(BudgetSerializer(self._body(actor)).data)
 
 
-class PurchaseViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, ScopedViewSet
-):
+class PurchaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     """A dedicated group's purchases. POST renews (the next period, same spec and monthly
     price); PATCH a purchase sets ``auto_renew``."""
 
     serializer_class = PurchaseSerializer
     queryset = Purchase.objects.none()
-    http_method_names = ["get", "post", "patch"]
     required_actions = {
         "list": "billing:DescribePurchases",
         "retrieve": "billing:DescribePurchases",
@@ -346,10 +347,15 @@ class PurchaseViewSet(
         )
         return Response(PurchaseSerializer(purchase).data, status=status.HTTP_201_CREATED)
 
-    def perform_update(self, serializer):
-        purchase = serializer.instance
-        auto = serializer.validated_data.get("auto_renew", purchase.auto_renew)
-        services.purchase_set_auto_renew(actor=self.actor(), purchase=purchase, auto_renew=auto)
+    @extend_schema(request=AutoRenewSerializer, responses=PurchaseSerializer)
+    def partial_update(self, request, *args, **kwargs):
+        purchase = self.get_object()
+        form = AutoRenewSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        purchase = services.purchase_set_auto_renew(
+            actor=self.actor(), purchase=purchase, auto_renew=form.validated_data["auto_renew"]
+        )
+        return Response(PurchaseSerializer(purchase).data)
 
 
 def register(router) -> None:

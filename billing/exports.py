@@ -166,14 +166,12 @@ def export(*, tenant, month, fmt: str, kind: str = "bill") -> dict:
 def link(path: str) -> str:
     if settings.EMS_BILLING_EXPORT_STORAGE == "s3":
         return storages["billing_exports"].url(path)  # presigned, querystring_expire
-    token = signing.TimestampSigner(salt=SALT).sign(path)
+    token = signing.dumps(path, salt=SALT)  # url-safe; carries its time for max_age
     return reverse("billing:export-download", args=[token])
 
 
 def open_signed(token: str):
     """The file behind a signed local link; raises ``signing.BadSignature`` (or
     ``SignatureExpired``) for a forged or stale one."""
-    path = signing.TimestampSigner(salt=SALT).unsign(
-        token, max_age=settings.EMS_BILLING_EXPORT_LINK_SECONDS
-    )
+    path = signing.loads(token, salt=SALT, max_age=settings.EMS_BILLING_EXPORT_LINK_SECONDS)
     return path, storages["billing_exports"].open(path, "rb")
