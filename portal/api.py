@@ -17,4 +17,8 @@ from serving.api import register as register_serving  # noqa: E402
 
 register_serving(router)
 
+from billing.api import register as register_billing  # noqa: E402
+
+register_billing(router)
+
 urlpatterns = router.urls

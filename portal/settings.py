@@ -210,6 +210,34 @@ EMS_HEALTH_PROBE_TIMEOUT_MS = env.int(
     "EMS_HEALTH_PROBE_TIMEOUT_MS", 1000, minimum=50, maximum=60000
 )
 EMS_HEALTH_FAILURE_THRESHOLD = env.int("EMS_HEALTH_FAILURE_THRESHOLD", 3, minimum=1, maximum=100)
+# Billing (billing/, docs/billing.md): the meter's window, lag and repair horizon; bills, exports.
+EMS_METERING_WINDOW_SECONDS = env.int("EMS_METERING_WINDOW_SECONDS", 60, minimum=10, maximum=3600)
+if 86400 % EMS_METERING_WINDOW_SECONDS:
+    raise ImproperlyConfigured(
+        f"EMS_METERING_WINDOW_SECONDS={EMS_METERING_WINDOW_SECONDS} must divide a day "
+        "(86400 s: e.g. 30, 60, 300, 600, 3600) so no window crosses a day or a month."
+    )
+EMS_METERING_LAG_SECONDS = env.int("EMS_METERING_LAG_SECONDS", 30, minimum=0, maximum=3600)
+EMS_METERING_REPAIR_SECONDS = env.int(
+    "EMS_METERING_REPAIR_SECONDS", 86400, minimum=0, maximum=40 * 86400
+)
+EMS_BILLING_CURRENCY = env.str("EMS_BILLING_CURRENCY", default="CNY").upper()
+if len(EMS_BILLING_CURRENCY) != 3 or not EMS_BILLING_CURRENCY.isalpha():
+    raise ImproperlyConfigured(
+        f"EMS_BILLING_CURRENCY={EMS_BILLING_CURRENCY!r} is not an ISO 4217 code like CNY or USD."
+    )
+EMS_BILLING_FINALIZE_DELAY_SECONDS = env.int(
+    "EMS_BILLING_FINALIZE_DELAY_SECONDS", 3600, minimum=0, maximum=7 * 86400
+)
+EMS_BILLING_EXPIRY_GRACE_SECONDS = env.int(
+    "EMS_BILLING_EXPIRY_GRACE_SECONDS", 3 * 86400, minimum=0, maximum=90 * 86400
+)
+EMS_BILLING_EXPIRY_NOTICE_SECONDS = env.int(
+    "EMS_BILLING_EXPIRY_NOTICE_SECONDS", 7 * 86400, minimum=0, maximum=90 * 86400
+)
+EMS_BILLING_EXPORT_LINK_SECONDS = env.int(
+    "EMS_BILLING_EXPORT_LINK_SECONDS", 300, minimum=10, maximum=7 * 86400
+)
 
 
 def _secrets_key() -> str:
@@ -340,9 +368,36 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+# Billing exports (CSV / XLSX) go through django-storages: a local folder by default, the S3
+# bucket EMS_BILLING_EXPORT_BUCKET on EMS_S3_ENDPOINT_URL with EMS_BILLING_EXPORT_STORAGE=s3.
+EMS_BILLING_EXPORT_STORAGE = env.choice("EMS_BILLING_EXPORT_STORAGE", ("local", "s3"), "local")
+EMS_BILLING_EXPORT_BUCKET = env.str("EMS_BILLING_EXPORT_BUCKET", default="")
+if EMS_BILLING_EXPORT_STORAGE == "s3":
+    if not (EMS_BILLING_EXPORT_BUCKET and EMS_S3_ENDPOINT_URL):
+        raise ImproperlyConfigured(
+            "EMS_BILLING_EXPORT_STORAGE=s3 needs EMS_BILLING_EXPORT_BUCKET and EMS_S3_ENDPOINT_URL."
+        )
+    _EXPORTS = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": EMS_BILLING_EXPORT_BUCKET,
+            "endpoint_url": EMS_S3_ENDPOINT_URL,
+            "addressing_style": EMS_S3_ADDRESSING_STYLE,
+            "querystring_auth": True,
+            "querystring_expire": EMS_BILLING_EXPORT_LINK_SECONDS,
+            "default_acl": "private",
+            "file_overwrite": True,
+        },
+    }
+else:
+    _EXPORTS = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(DATA_DIR / "billing-exports")},
+    }
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    "billing_exports": _EXPORTS,
 }
 
 # --- REST API ----------------------------------------------------------------------------------

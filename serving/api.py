@@ -160,6 +160,28 @@ class DeploySerializer(SizeFields):
     auth_enabled = serializers.BooleanField(default=False)
 
 
+class EstimateRequestSerializer(SizeFields):
+    """billing: the deploy body (name and version are not needed for a price)."""
+
+    resource_group = serializers.IntegerField()
+    scaling_mode = serializers.ChoiceField(choices=[Service.MANUAL, Service.AUTO], default="manual")
+    replicas = serializers.IntegerField(default=1, min_value=1)
+    min_replicas = serializers.IntegerField(default=1, min_value=1)
+    max_replicas = serializers.IntegerField(default=1, min_value=1)
+    start_replicas = serializers.IntegerField(default=1, min_value=1)
+
+
+class EstimateSerializer(serializers.Serializer):
+    per_hour = serializers.DecimalField(max_digits=20, decimal_places=6)
+    per_hour_max = serializers.DecimalField(
+        max_digits=20, decimal_places=6, help_text="At the automatic range's maximum."
+    )
+    unit_price_per_hour = serializers.DecimalField(max_digits=14, decimal_places=6)
+    currency = serializers.CharField()
+    replicas = serializers.IntegerField()
+    note = serializers.CharField()
+
+
 class ScaleSerializer(serializers.Serializer):
     replicas = serializers.IntegerField(min_value=1)
 
@@ -299,6 +321,7 @@ class ServiceViewSet(
         "auth": "ems:UpdateService",
         "scaling": "ems:ScaleService",
         "metrics": "ems:DescribeService",
+        "estimate": "ems:DescribePrices",  # billing
     }
 
     def scoped(self, actor):
@@ -337,6 +360,32 @@ class ServiceViewSet(
             auth_enabled=data["auth_enabled"],
         )
         return self._done(service, status.HTTP_201_CREATED)
+
+    @extend_schema(request=EstimateRequestSerializer, responses=EstimateSerializer)
+    @action(detail=False, methods=["post"])
+    def estimate(self, request, *args, **kwargs):
+        """billing: the cost per hour of a deploy body, before starting it."""
+        from billing.limits import estimate
+
+        form = EstimateRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data, actor = form.validated_data, self.actor()
+        group = selectors.resource_groups(actor=actor).filter(pk=data["resource_group"]).first()
+        if group is None:
+            raise DjangoValidationError({"resource_group": "No such resource group."})
+        if group.is_public and data["quota_type"] not in QUOTA_TYPES:
+            raise DjangoValidationError(
+                {"quota_type": "Pick CPU quota or GPU quota on a public resource group."}
+            )
+        auto = data["scaling_mode"] == Service.AUTO
+        body = estimate(
+            group=group,
+            quota_type=data["quota_type"],
+            quota_count=max(data["quota_count"], 1),
+            replicas=data["start_replicas"] if auto else data["replicas"],
+            max_replicas=data["max_replicas"] if auto else None,
+        )
+        return Response(EstimateSerializer(body).data)
 
     def perform_destroy(self, instance):
         services.service_delete(actor=self.actor(), service=instance)

@@ -39,6 +39,7 @@ __all__ = [
     "service_scale",
     "service_set_scaling",
     "service_stop",
+    "service_stop_by_system",
     "service_update",
 ]
 
@@ -119,6 +120,16 @@ def _add_instances(service: Service, revision: Revision, count: int) -> list[Ins
         )
         for node in nodes
     ]
+
+
+def _billing_check(*, actor, group, quota_count: int, instances: int, service=None) -> None:
+    """billing: refuse starting instances past a billing limit (an expired dedicated-group
+    purchase, a used-up budget with stop at 100%, a sub-account's quota limit)."""
+    from billing.limits import check_start
+
+    check_start(
+        actor=actor, group=group, quota_count=quota_count, instances=instances, service=service
+    )
 
 
 def _new_revision(service, *, version, fields, reason, actor) -> Revision:
@@ -214,6 +225,9 @@ def service_deploy(
                 f"No free service id was found in {SERVICE_ID_ATTEMPTS} attempts; nothing was "
                 "deployed. Try again."
             )
+        _billing_check(
+            actor=actor, group=group, quota_count=fields["quota_count"], instances=service.replicas
+        )
         revision = _new_revision(
             service, version=version, fields=fields, reason="deploy", actor=actor
         )
@@ -241,6 +255,19 @@ def service_deploy(
 
 def service_stop(*, actor, service: Service) -> Service:
     authz.check(actor, "ems:StopService", service)
+    return _stop(actor=actor, service=service)
+
+
+def service_stop_by_system(*, service: Service, reason: str) -> Service | None:
+    """billing: stop a service as the platform (a budget's stop at 100%, an expired purchase);
+    audited with no actor ("system") and the reason. None when it was not running."""
+    try:
+        return _stop(actor=None, service=service, reason=reason)
+    except ValidationError:
+        return None
+
+
+def _stop(*, actor, service: Service, reason: str = "") -> Service:
     with transaction.atomic():
         if not Service.objects.filter(pk=service.pk, desired=Service.RUN).update(
             desired=Service.STOP,
@@ -253,9 +280,19 @@ def service_stop(*, actor, service: Service) -> Service:
         service.refresh_from_db()
         service.instances.filter(state__in=Instance.ACTIVE).update(state=Instance.STOPPING)
         events.emit(
-            service, events.STOPPED, f"stop requested ({service.saved_replicas} replicas saved)"
+            service,
+            events.STOPPED,
+            f"stop requested ({service.saved_replicas} replicas saved)"
+            + (f": {reason}" if reason else ""),
+            level="warning" if reason else "info",
         )
-        record(actor=actor, action="ems:StopService", resource=service.resource_name)
+        record(
+            actor=actor,
+            action="ems:StopService",
+            resource=service.resource_name,
+            detail={"reason": reason} if reason else None,
+            tenant=service.tenant,
+        )
         _enqueue(service)
     return service
 
@@ -274,6 +311,13 @@ def service_resume(*, actor, service: Service) -> Service:
         ):
             raise ValidationError("Only a stopped service can be resumed.")
         service.refresh_from_db()
+        _billing_check(
+            actor=actor,
+            group=service.group,
+            quota_count=service.revision.quota_count,
+            instances=replicas,
+            service=service,
+        )
         _add_instances(service, service.revision, replicas)
         events.emit(service, events.SCALED, f"resuming with {replicas} instance(s)")
         record(
@@ -286,12 +330,22 @@ def service_resume(*, actor, service: Service) -> Service:
     return service
 
 
-def _scale_rows(service: Service, replicas: int) -> None:
+def _scale_rows(service: Service, replicas: int, *, actor=None) -> None:
     """Claim and add the instances a higher count needs (the reconciler stops the extra ones
-    of a lower count, draining them first); a Failed service starts again."""
+    of a lower count, draining them first); a Failed service starts again. A person's scale
+    (``actor``) is checked against billing's limits first; the autoscaler's count was already
+    capped by ``serving.limits.allowed_replicas``."""
     current = service.instances.filter(state__in=Instance.ACTIVE, revision=service.revision)
     extra = replicas - current.count()
     if extra > 0 and service.status != Service.FAILED:
+        if actor is not None:
+            _billing_check(
+                actor=actor,
+                group=service.group,
+                quota_count=service.revision.quota_count,
+                instances=extra,
+                service=service,
+            )
         _add_instances(service, service.revision, extra)
     changes = {"replicas": replicas}
     if service.status == Service.FAILED:
@@ -319,7 +373,7 @@ def service_scale(*, actor, service: Service, replicas: int) -> Service:
                     )
                 }
             )
-        _scale_rows(service, int(replicas))
+        _scale_rows(service, int(replicas), actor=actor)
         events.emit(service, events.SCALED, f"scaled to {replicas} instance(s)")
         record(
             actor=actor,
