@@ -65,17 +65,23 @@ _DISCOVERED = False
 
 def register_actions(app: str, actions) -> None:
     """Add actions (``Action`` objects or dicts of its fields). Never renames: registering a
-    name again with a different definition is an error; the same definition is a no-op."""
+    name again with a different definition is an error; the same definition (from any app) is a
+    no-op and the first app to declare it keeps it."""
     for item in actions:
         action = item if isinstance(item, Action) else Action(**item)
         if action.app != app:
             action = Action(**{**action.__dict__, "app": app})
         existing = _CATALOGUE.get(action.name)
-        if existing is not None and existing != action:
+        if existing is None:
+            _CATALOGUE[action.name] = action
+        elif _definition(existing) != _definition(action):
             raise ImproperlyConfigured(
                 f"action {action.name} is already registered by {existing.app} differently"
             )
-        _CATALOGUE[action.name] = action
+
+
+def _definition(action: Action) -> tuple:
+    return (action.name, action.description, action.kind, action.access, action.service_role)
 
 
 def register_resource_types(app: str, types) -> None:

@@ -194,6 +194,7 @@ class RegionViewSet(mixins.ListModelMixin, ScopedViewSet):
     """Regions (operators manage them in the admin)."""
 
     serializer_class = RegionSerializer
+    queryset = Region.objects.none()
     pagination_class = None
     required_actions = {"list": "ems:DescribeRegions"}
 

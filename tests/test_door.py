@@ -279,3 +279,9 @@ def page_rows(ctx):
             None,
         ),
     ]
+
+
+@pytest.mark.django_db
+def test_options_and_unrouted_methods_answer_as_drf_does(owner):
+    assert owner.api.options("/api/v1/services/").status_code == 200
+    assert owner.api.put("/api/v1/services/", {}, format="json").status_code == 405
