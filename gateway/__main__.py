@@ -97,6 +97,12 @@ def reporter(gw: Gateway, store: RouteStore, stop: threading.Event) -> None:
                 stop.wait(backoff)
 
 
+def split_bind(bind: str) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or ``:port`` (127.0.0.1) -> (host, port)."""
+    host, _, port = bind.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def listen(host: str, port: int) -> socket.socket:
     """A listening socket with SO_REUSEPORT: a new gateway can bind the port while the old
     one still serves, so a restart (start new, then SIGTERM old) refuses no connection."""
@@ -152,7 +158,7 @@ async def wait_for_routes(gw: Gateway, routes: str) -> None:
 
 async def serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
-    host, _, port = args.bind.rpartition(":")
+    host, port = split_bind(args.bind)
     limits = Limits(
         max_url=args.max_url,
         max_header=args.max_header,
@@ -188,17 +194,13 @@ async def serve(args: argparse.Namespace) -> int:
     def public() -> ClientConn:
         return ClientConn(gw)
 
-    sock = listen(host or "127.0.0.1", int(port))
+    sock = listen(host, port)
     keep = sock.dup()  # still listening after the server closes: see take_backlog
     servers = [await loop.create_server(public, sock=sock, backlog=2048)]
-    if args.admin_bind:
+    if args.admin_bind:  # SO_REUSEPORT too: the next gateway can bind it before we stop
         gw.admin_separate = True
-        a_host, _, a_port = args.admin_bind.rpartition(":")
-        servers.append(
-            await loop.create_server(
-                lambda: ClientConn(gw, admin=True), a_host or "127.0.0.1", int(a_port)
-            )
-        )
+        a_sock = listen(*split_bind(args.admin_bind))
+        servers.append(await loop.create_server(lambda: ClientConn(gw, admin=True), sock=a_sock))
     log.info("gateway %s on http://%s, routes from %s", gw.gateway_id, args.bind, args.routes)
     done = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

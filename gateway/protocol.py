@@ -320,7 +320,7 @@ class ClientConn(asyncio.Protocol):
         if conn is not None:
             self.dispatch(conn)
         else:
-            self.connecting = asyncio.ensure_future(up.connect())
+            self.connecting = asyncio.ensure_future(up.connect(self.gw.probe_timeout))
             self.connecting.add_done_callback(self.on_connected)
 
     def on_connected(self, task: asyncio.Future) -> None:

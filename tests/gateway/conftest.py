@@ -45,8 +45,10 @@ class GatewayProcess:
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.admin_port = free_port() if admin else self.port
-        if admin:
+        self.admin_port = self.port
+        if admin:  # its own admin port, or the one given (shared with another gateway)
+            given = env.get("EMS_GATEWAY_ADMIN_BIND", "")
+            self.admin_port = int(given.rpartition(":")[2]) if given else free_port()
             env["EMS_GATEWAY_ADMIN_BIND"] = f"127.0.0.1:{self.admin_port}"
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
         argv = [sys.executable, "-m", "gateway", "--bind", f"127.0.0.1:{self.port}"]
@@ -61,7 +63,11 @@ class GatewayProcess:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log()
             try:
-                if self.request("GET", "/-/healthz", port=self.admin_port)[0] == 200:
+                # its own log line too: another gateway may answer on a shared port
+                if (
+                    self.request("GET", "/-/healthz", port=self.admin_port)[0] == 200
+                    and " on http://" in self.log()
+                ):
                     return
             except OSError:
                 pass

@@ -35,8 +35,9 @@ def test_restart_refuses_no_connection(file_store_url, start_gateway, start_runt
     kept = Load(gw_a.port, path, PREDICT_BODY, threads=2, keepalive=True, pause=0.002)
     with fresh, kept:
         wait_until(lambda: fresh.count() + kept.count() >= 50, 30, "load running")
-        gw_b = start_gateway(file_store_url, admin=True, port=gw_a.port)  # listens beside A
-        gw_b.wait_generation(gen)
+        # B listens beside A, on both of A's ports (SO_REUSEPORT on each listener)
+        admin = f"127.0.0.1:{gw_a.admin_port}"
+        start_gateway(file_store_url, admin=True, port=gw_a.port, EMS_GATEWAY_ADMIN_BIND=admin)
         n = fresh.count() + kept.count()
         wait_until(lambda: fresh.count() + kept.count() >= n + 50, 30, "load on A and B")
         stopped = time.monotonic()
@@ -50,6 +51,7 @@ def test_restart_refuses_no_connection(file_store_url, start_gateway, start_runt
           f"exited in {drained:.2f}s")  # fmt: skip
     assert gw_a.proc.returncode == 0
     assert not failed(results), summary(results)
+    assert gw_a.request("GET", "/-/generation", port=gw_a.admin_port)[0] == 200  # B's now
     assert "queued connections taken" in gw_a.log()
 
 
