@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.report import markdown_table, write_section  # noqa: E402
 from bench.wrk import run_wrk  # noqa: E402
-from runtimes.testing import RunningServer, free_port  # noqa: E402
 from gateway.routes import make_route, open_store  # noqa: E402
 from gateway.tokens import generate_token, token_sha256  # noqa: E402
+from runtimes.testing import RunningServer, free_port  # noqa: E402
 
 MODEL = ROOT.parent / "shared" / "testdata" / "models" / "angel" / "lr" / "lr-model"
 BODY = json.dumps({"instances": [{"sparseIndices": [1, 5, 9], "sparseValues": [1.0, 1, 1]}]})
