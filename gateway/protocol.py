@@ -28,6 +28,8 @@ JSON = ((b"content-type", b"application/json"),)
 METHODS = frozenset({b"GET", b"POST"})
 IDLE, HEAD, BODY = 0, 1, 2  # where the parser is in the current request
 LINGER = 2.0  # seconds a connection answered before its request was read is drained
+MAX_PIPELINE = 16  # pipelined requests queued per connection before it is not read
+QUEUE_FULL, WRITES_BLOCKED = 1, 2  # why reading is paused
 
 
 class Limit(Exception):
@@ -70,6 +72,8 @@ class ClientConn(asyncio.Protocol):
         self.phase_since = 0.0
         self.raw_head = 0  # bytes read while in a request head (bounds httptools' buffering)
         self.limit: Limit | None = None
+        self.paused = 0  # QUEUE_FULL | WRITES_BLOCKED: reading is paused
+        self.queued = 0  # body bytes of the pipelined requests waiting in the queue
         self.linger: asyncio.Transport | None = None  # answered early: reading the rest
         self.linger_until = 0.0
         self._reset()
@@ -190,8 +194,29 @@ class ClientConn(asyncio.Protocol):
         self.body = []  # the request holds it now; an idle connection pins no body
         if self.busy:
             self.queue.append(req)
+            self.queued += self.size
+            if len(self.queue) >= MAX_PIPELINE or self.queued >= self.gw.max_body:
+                self._pause(QUEUE_FULL)  # read no more until answers make room
         else:
             self.begin(req)
+
+    # ---- back-pressure: a client that sends faster than it reads answers is not read ----
+    def pause_writing(self) -> None:  # the transport's buffer of answers is full
+        self._pause(WRITES_BLOCKED)
+
+    def resume_writing(self) -> None:
+        self._resume(WRITES_BLOCKED)
+
+    def _pause(self, why: int) -> None:
+        if not self.paused and self.transport is not None:
+            self.transport.pause_reading()
+        self.paused |= why
+
+    def _resume(self, why: int) -> None:
+        was, self.paused = self.paused, self.paused & ~why
+        if was and not self.paused and self.transport is not None:
+            self.transport.resume_reading()
+            self.phase_since = monotonic()  # time limits count from reading again
 
     # ---- time limits (called on the gateway's tick) ----
     def check_timeouts(self, now: float) -> None:
@@ -199,7 +224,7 @@ class ClientConn(asyncio.Protocol):
         if self.linger is not None and now >= self.linger_until:
             self.linger.close()
             self.linger = None
-        if self.transport is None:
+        if self.transport is None or self.paused:  # paused by us: not the client's delay
             return
         gw = self.gw
         if self.phase == HEAD and now - self.phase_since > gw.header_timeout:
@@ -425,7 +450,11 @@ class ClientConn(asyncio.Protocol):
 
     def _next(self) -> None:
         if self.queue and not self.busy and self.transport is not None:
-            self.begin(self.queue.popleft())
+            req = self.queue.popleft()
+            self.queued -= req[4]
+            if self.paused & QUEUE_FULL and len(self.queue) < MAX_PIPELINE // 2:
+                self._resume(QUEUE_FULL)
+            self.begin(req)
 
     def forward_headers(self, headers: list[tuple[bytes, bytes]], size: int) -> bytes:
         """Everything after the Host value up to the body (``\\r\\n`` ends the Host line)."""
