@@ -73,6 +73,7 @@ class ClientConn(asyncio.Protocol):
         self.raw_head = 0  # bytes read while in a request head (bounds httptools' buffering)
         self.limit: Limit | None = None
         self.paused = 0  # QUEUE_FULL | WRITES_BLOCKED: reading is paused
+        self.rejected = False  # the parser refused a request: nothing more is parsed
         self.queued = 0  # body bytes of the pipelined requests waiting in the queue
         self.linger: asyncio.Transport | None = None  # answered early: reading the rest
         self.linger_until = 0.0
@@ -98,7 +99,7 @@ class ClientConn(asyncio.Protocol):
         self.peer = str(peer[0]).encode() if peer else b""
 
     def data_received(self, data: bytes) -> None:
-        if self.transport is None:  # answered and closed (413, 400): ignore the rest
+        if self.transport is None or self.rejected:  # answered (413, 400 …): drop the rest
             return
         self.last_seen = monotonic()
         if self.phase != BODY:
@@ -106,20 +107,30 @@ class ClientConn(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fatal(400, "protocol upgrades are not supported")
+            self._reject(400, "protocol upgrades are not supported")
             return
         except httptools.HttpParserCallbackError:
             if self.limit is None:
                 raise
-            self._fatal(self.limit.status, str(self.limit))
+            self._reject(self.limit.status, str(self.limit))
             return
         except httptools.HttpParserError:
-            self._fatal(400, "malformed HTTP request")
+            self._reject(400, "malformed HTTP request")
             return
         gw = self.gw
         if self.phase != BODY and self.raw_head > gw.max_url + gw.max_header + 8192:
             # one header line still being read is buffered by httptools: stop it here
-            self._fatal(431, f"request headers over the limit of {gw.max_header} bytes")
+            self._reject(431, f"request headers over the limit of {gw.max_header} bytes")
+
+    def _reject(self, status: int, message: str) -> None:
+        """A request the parser refused: answered after the answers still due on this
+        connection (pipelined), then the connection is closed; nothing more is parsed."""
+        self.rejected = True
+        if self.busy or self.queue:
+            self.queue.append((None, status, message))
+            self._pause(QUEUE_FULL)
+        else:
+            self._fatal(status, message)
 
     def eof_received(self) -> bool | None:
         if self.linger is not None:  # the client sent all it had: close now
@@ -451,6 +462,11 @@ class ClientConn(asyncio.Protocol):
     def _next(self) -> None:
         if self.queue and not self.busy and self.transport is not None:
             req = self.queue.popleft()
+            if req[0] is None:  # a rejected request (see _reject): its answer, then close
+                self.phase = HEAD  # the rest of it is unread: linger
+                self._resume(QUEUE_FULL)
+                self._fatal(req[1], req[2])
+                return
             self.queued -= req[4]
             if self.paused & QUEUE_FULL and len(self.queue) < MAX_PIPELINE // 2:
                 self._resume(QUEUE_FULL)

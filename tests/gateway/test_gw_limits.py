@@ -236,3 +236,18 @@ def test_a_client_that_pipelines_without_reading_is_not_read(
           f"answered in order once it did")  # fmt: skip
     assert statuses == [200] * n
     assert peak < baseline + 100 * 1024
+
+
+def test_a_pipelined_request_over_a_limit_is_answered_in_order(
+    file_store_url, start_gateway, start_echo
+):
+    """The answer to a request still in flight comes first, then the 414 for the next one."""
+    gw = gateway_with_limits(file_store_url, start_gateway, start_echo)
+    slow = request_line(
+        b"/ems-lim" + PREDICT.encode() + b"?sleep=0.5", b"Content-Length: 2\r\n\r\n{}"
+    )
+    long = request_line(b"/ems-lim" + PREDICT.encode() + b"?" + b"a" * 4000, b"\r\n")
+    answer, closed, _ = exchange(gw.port, slow + long)
+    first, _, rest = answer.partition(b"HTTP/1.1 414 ")
+    assert first.startswith(b"HTTP/1.1 200 ") and b'"body_len": 2' in first, answer[:300]
+    assert rest and b"2048 bytes" in rest and closed
