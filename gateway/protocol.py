@@ -74,6 +74,7 @@ class ClientConn(asyncio.Protocol):
         self.limit: Limit | None = None
         self.paused = 0  # QUEUE_FULL | WRITES_BLOCKED: reading is paused
         self.rejected = False  # the parser refused a request: nothing more is parsed
+        self.answered = False  # some request on this connection was answered
         self.queued = 0  # body bytes of the pipelined requests waiting in the queue
         self.linger: asyncio.Transport | None = None  # answered early: reading the rest
         self.linger_until = 0.0
@@ -243,7 +244,12 @@ class ClientConn(asyncio.Protocol):
         elif self.phase == BODY and now - self.phase_since > gw.body_timeout:
             self._timeout(f"request body not received within {gw.body_timeout:g}s")
         elif self.phase == IDLE and not self.busy and not self.queue:
-            idle_limit = gw.drain_idle if gw.draining else gw.keepalive_timeout
+            if gw.draining:
+                idle_limit = gw.drain_idle
+            elif self.answered:
+                idle_limit = gw.keepalive_timeout
+            else:  # connected and silent: a client gets the head timeout to start, not 75 s
+                idle_limit = gw.header_timeout
             if now - self.last_seen > idle_limit:
                 self.transport.close()
                 self.transport = None
@@ -455,6 +461,7 @@ class ClientConn(asyncio.Protocol):
         if self.sid is not None:
             gw.observe(self.sid, status, perf_counter() - self.started)
         self.busy = False
+        self.answered = True
         self.last_seen = monotonic()  # idle from the answer on, not from the request
         if self.queue:  # pipelined: next one on the next loop turn, not by recursion
             gw.loop.call_soon(self._next)

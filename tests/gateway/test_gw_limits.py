@@ -251,3 +251,22 @@ def test_a_pipelined_request_over_a_limit_is_answered_in_order(
     first, _, rest = answer.partition(b"HTTP/1.1 414 ")
     assert first.startswith(b"HTTP/1.1 200 ") and b'"body_len": 2' in first, answer[:300]
     assert rest and b"2048 bytes" in rest and closed
+
+
+def test_a_silent_new_connection_gets_the_head_timeout_not_the_keepalive(
+    file_store_url, start_gateway, start_echo
+):
+    gw = gateway_with_limits(
+        file_store_url, start_gateway, start_echo, EMS_GATEWAY_KEEPALIVE_TIMEOUT="30"
+    )
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as silent:
+        started = time.monotonic()
+        assert silent.recv(100) == b""  # closed, nothing said (no request to answer)
+        took = time.monotonic() - started
+    assert took < 5
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=2.5) as used:
+        used.sendall(request_line(b"/ems-lim" + PREDICT.encode(), b"Content-Length: 2\r\n\r\n{}"))
+        assert used.recv(65536).startswith(b"HTTP/1.1 200 ")
+        with contextlib.suppress(TimeoutError):
+            assert used.recv(100) != b"", "closed before the keep-alive timeout"
+    print(f"\na connection that never sends a byte is closed after {took:.2f}s (head timeout 1 s)")
