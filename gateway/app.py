@@ -108,7 +108,7 @@ class Stats:
 
 @dataclass(frozen=True)
 class Limits:
-    """Client-side limits and health-check timing (docs/gateway.md, "Limits")."""
+    """Client-side limits and health-check timing (docs/gateway.md, "Configuration")."""
 
     max_url: int = 8192  # 414 over it
     max_header: int = 32768  # 431 over it (all header lines together)
