@@ -114,6 +114,12 @@ def reporter(gw: Gateway, store: RouteStore, stop: threading.Event) -> None:
                 stop.wait(backoff)
 
 
+def split_bind(bind: str) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or ``:port`` (127.0.0.1) -> (host, port)."""
+    host, _, port = bind.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def listen(host: str, port: int) -> socket.socket:
     """A listening socket with SO_REUSEPORT: a new gateway can bind the port while the old
     one still serves, so a restart (start new, then SIGTERM old) refuses no connection."""
@@ -169,7 +175,7 @@ async def wait_for_routes(gw: Gateway, routes: str) -> None:
 
 async def serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
-    host, _, port = args.bind.rpartition(":")
+    host, port = split_bind(args.bind)
     limits = Limits(
         max_url=args.max_url,
         max_header=args.max_header,
@@ -206,17 +212,14 @@ async def serve(args: argparse.Namespace) -> int:
     def public() -> ClientConn:
         return ClientConn(gw)
 
-    sock = listen(host or "127.0.0.1", int(port))
+    sock = listen(host, port)
     keep = sock.dup()  # still listening after the server closes: see take_backlog
     servers = [await loop.create_server(public, sock=sock, backlog=2048)]
     # the admin endpoints list every service: a listener of their own, loopback unless told;
-    # SO_REUSEPORT like the public one, so a new process can start before the old one stops
+    # SO_REUSEPORT like the public one, so the next gateway can bind it before this one stops
     a_host, a_port = admin_bind(args)
-    servers.append(
-        await loop.create_server(
-            lambda: ClientConn(gw, admin=True), a_host, a_port, reuse_port=True
-        )
-    )
+    a_sock = listen(a_host, a_port)
+    servers.append(await loop.create_server(lambda: ClientConn(gw, admin=True), sock=a_sock))
     log.info(
         "gateway %s on http://%s (admin on %s:%s), routes from %s",
         gw.gateway_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 from bisect import bisect_left
@@ -13,6 +14,7 @@ from typing import Any
 from gateway.tokens import check_token
 from gateway.upstream import IDLE_SECONDS, Upstream
 
+log = logging.getLogger("gateway")
 # Headers never forwarded either way (RFC 9110 §7.6.1), plus the ones we always rewrite.
 HOP_BY_HOP = frozenset(
     {
@@ -133,7 +135,7 @@ class Stats:
 
 @dataclass(frozen=True)
 class Limits:
-    """Client-side limits and health-check timing (docs/gateway.md, "Limits")."""
+    """Client-side limits and health-check timing (docs/gateway.md, "Configuration")."""
 
     max_url: int = 8192  # 414 over it
     max_header: int = 32768  # 431 over it (all header lines together)
@@ -182,11 +184,21 @@ class Gateway:
         self.client_inflight = 0
         self.loop: Any = None  # the event loop, set by serve()
         self.clients: set = set()  # open client connections (protocol objects)
-        self.admin_separate = False  # /metrics and /-/* only on the admin listener
         self.waker: Any = None  # gateway.wake.Waker: holds requests to sleeping services
 
     # ---- routes (called on the event loop by the watcher thread) ----
     def apply(self, changes: dict[str, dict | None], generation: int, full: bool) -> None:
+        if full and generation == 0 and not changes and self.services:
+            # A store at generation 0 was never written: it lost its data (Redis restarted
+            # without persistence, routes.json deleted). Serving nothing would answer 404 for
+            # every service until the control plane republishes (its next pass), so keep the
+            # table; generation 0 is reported, so waits for the republish stay exact.
+            log.warning(
+                "the route store is empty at generation 0 (lost its data?): keeping the last "
+                "%d routes until the control plane publishes again",
+                len(self.services),
+            )
+            full = False
         services = {} if full else dict(self.services)
         for sid, route in changes.items():
             if route is None:
@@ -194,7 +206,9 @@ class Gateway:
             else:
                 services[sid] = Service(route, self.upstreams)
         self.services = services
-        self.generation = max(self.generation, generation) if not full else generation
+        self.generation = (
+            generation if full or generation == 0 else max(self.generation, generation)
+        )
         self.synced = True
         self.changed.set()
         self.collect()

@@ -28,6 +28,8 @@ JSON = ((b"content-type", b"application/json"),)
 METHODS = frozenset({b"GET", b"POST"})
 IDLE, HEAD, BODY = 0, 1, 2  # where the parser is in the current request
 LINGER = 2.0  # seconds a connection answered before its request was read is drained
+MAX_PIPELINE = 16  # pipelined requests queued per connection before it is not read
+QUEUE_FULL, WRITES_BLOCKED = 1, 2  # why reading is paused
 
 
 class Limit(Exception):
@@ -71,6 +73,10 @@ class ClientConn(asyncio.Protocol):
         self.phase_since = 0.0
         self.raw_head = 0  # bytes read while in a request head (bounds httptools' buffering)
         self.limit: Limit | None = None
+        self.paused = 0  # QUEUE_FULL | WRITES_BLOCKED: reading is paused
+        self.rejected = False  # the parser refused a request: nothing more is parsed
+        self.answered = False  # some request on this connection was answered
+        self.queued = 0  # body bytes of the pipelined requests waiting in the queue
         self.linger: asyncio.Transport | None = None  # answered early: reading the rest
         self.linger_until = 0.0
         self._reset()
@@ -95,7 +101,7 @@ class ClientConn(asyncio.Protocol):
         self.peer = str(peer[0]).encode() if peer else b""
 
     def data_received(self, data: bytes) -> None:
-        if self.transport is None:  # answered and closed (413, 400): ignore the rest
+        if self.transport is None or self.rejected:  # answered (413, 400 …): drop the rest
             return
         self.last_seen = monotonic()
         if self.phase != BODY:
@@ -103,20 +109,30 @@ class ClientConn(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fatal(400, "protocol upgrades are not supported")
+            self._reject(400, "protocol upgrades are not supported")
             return
         except httptools.HttpParserCallbackError:
             if self.limit is None:
                 raise
-            self._fatal(self.limit.status, str(self.limit))
+            self._reject(self.limit.status, str(self.limit))
             return
         except httptools.HttpParserError:
-            self._fatal(400, "malformed HTTP request")
+            self._reject(400, "malformed HTTP request")
             return
         gw = self.gw
         if self.phase != BODY and self.raw_head > gw.max_url + gw.max_header + 8192:
             # one header line still being read is buffered by httptools: stop it here
-            self._fatal(431, f"request headers over the limit of {gw.max_header} bytes")
+            self._reject(431, f"request headers over the limit of {gw.max_header} bytes")
+
+    def _reject(self, status: int, message: str) -> None:
+        """A request the parser refused: answered after the answers still due on this
+        connection (pipelined), then the connection is closed; nothing more is parsed."""
+        self.rejected = True
+        if self.busy or self.queue:
+            self.queue.append((None, status, message))
+            self._pause(QUEUE_FULL)
+        else:
+            self._fatal(status, message)
 
     def eof_received(self) -> bool | None:
         if self.linger is not None:  # the client sent all it had: close now
@@ -191,8 +207,29 @@ class ClientConn(asyncio.Protocol):
         self.body = []  # the request holds it now; an idle connection pins no body
         if self.busy:
             self.queue.append(req)
+            self.queued += self.size
+            if len(self.queue) >= MAX_PIPELINE or self.queued >= self.gw.max_body:
+                self._pause(QUEUE_FULL)  # read no more until answers make room
         else:
             self.begin(req)
+
+    # ---- back-pressure: a client that sends faster than it reads answers is not read ----
+    def pause_writing(self) -> None:  # the transport's buffer of answers is full
+        self._pause(WRITES_BLOCKED)
+
+    def resume_writing(self) -> None:
+        self._resume(WRITES_BLOCKED)
+
+    def _pause(self, why: int) -> None:
+        if not self.paused and self.transport is not None:
+            self.transport.pause_reading()
+        self.paused |= why
+
+    def _resume(self, why: int) -> None:
+        was, self.paused = self.paused, self.paused & ~why
+        if was and not self.paused and self.transport is not None:
+            self.transport.resume_reading()
+            self.phase_since = monotonic()  # time limits count from reading again
 
     # ---- time limits (called on the gateway's tick) ----
     def check_timeouts(self, now: float) -> None:
@@ -200,7 +237,7 @@ class ClientConn(asyncio.Protocol):
         if self.linger is not None and now >= self.linger_until:
             self.linger.close()
             self.linger = None
-        if self.transport is None:
+        if self.transport is None or self.paused:  # paused by us: not the client's delay
             return
         gw = self.gw
         if self.phase == HEAD and now - self.phase_since > gw.header_timeout:
@@ -208,7 +245,12 @@ class ClientConn(asyncio.Protocol):
         elif self.phase == BODY and now - self.phase_since > gw.body_timeout:
             self._timeout(f"request body not received within {gw.body_timeout:g}s")
         elif self.phase == IDLE and not self.busy and not self.queue:
-            idle_limit = gw.drain_idle if gw.draining else gw.keepalive_timeout
+            if gw.draining:
+                idle_limit = gw.drain_idle
+            elif self.answered:
+                idle_limit = gw.keepalive_timeout
+            else:  # connected and silent: a client gets the head timeout to start, not 75 s
+                idle_limit = gw.header_timeout
             if now - self.last_seen > idle_limit:
                 self.transport.close()
                 self.transport = None
@@ -340,7 +382,7 @@ class ClientConn(asyncio.Protocol):
         if conn is not None:
             self.dispatch(conn)
         else:
-            self.connecting = asyncio.ensure_future(up.connect())
+            self.connecting = asyncio.ensure_future(up.connect(self.gw.probe_timeout))
             self.connecting.add_done_callback(self.on_connected)
 
     def on_connected(self, task: asyncio.Future) -> None:
@@ -440,13 +482,23 @@ class ClientConn(asyncio.Protocol):
         if self.sid is not None:
             gw.observe(self.sid, status, perf_counter() - self.started, self.answered_by)
         self.busy = False
+        self.answered = True
         self.last_seen = monotonic()  # idle from the answer on, not from the request
         if self.queue:  # pipelined: next one on the next loop turn, not by recursion
             gw.loop.call_soon(self._next)
 
     def _next(self) -> None:
         if self.queue and not self.busy and self.transport is not None:
-            self.begin(self.queue.popleft())
+            req = self.queue.popleft()
+            if req[0] is None:  # a rejected request (see _reject): its answer, then close
+                self.phase = HEAD  # the rest of it is unread: linger
+                self._resume(QUEUE_FULL)
+                self._fatal(req[1], req[2])
+                return
+            self.queued -= req[4]
+            if self.paused & QUEUE_FULL and len(self.queue) < MAX_PIPELINE // 2:
+                self._resume(QUEUE_FULL)
+            self.begin(req)
 
     def forward_headers(self, headers: list[tuple[bytes, bytes]], size: int) -> bytes:
         """Everything after the Host value up to the body (``\\r\\n`` ends the Host line)."""

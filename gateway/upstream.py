@@ -220,10 +220,18 @@ class Upstream:
                 return conn
         return None
 
-    async def connect(self) -> UpstreamConn:
+    async def connect(self, timeout: float = 2.0) -> UpstreamConn:
+        """A new connection; a host that drops SYNs (down, partitioned) fails after
+        ``timeout`` instead of the kernel's two minutes."""
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await loop.create_connection(lambda: UpstreamConn(self), self.host, self.port)
+            async with asyncio.timeout(timeout):
+                _, conn = await loop.create_connection(
+                    lambda: UpstreamConn(self), self.host, self.port
+                )
+        except TimeoutError as exc:
+            msg = f"cannot connect to instance {self.id} within {timeout:g}s"
+            raise UpstreamError(msg, sent=False) from exc
         except ConnectionRefusedError as exc:
             raise UpstreamError(f"instance {self.id} refused the connection", sent=False) from exc
         except OSError as exc:

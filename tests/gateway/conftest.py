@@ -46,10 +46,12 @@ class GatewayProcess:
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        # the admin endpoints (/metrics, /-/*) are never on the public port; tests name
-        # their listener (a free port) rather than rely on the default (the public port + 1)
-        self.admin_port = free_port()
-        env.setdefault("EMS_GATEWAY_ADMIN_BIND", f"127.0.0.1:{self.admin_port}")
+        # the admin endpoints (/metrics, /-/*) are never on the public port: each gateway has
+        # its own admin listener (a free port), or shares the one given with another gateway
+        # (restart tests); ``admin`` is kept for the callers that ask for it explicitly
+        given = env.get("EMS_GATEWAY_ADMIN_BIND", "")
+        self.admin_port = int(given.rpartition(":")[2]) if given else free_port()
+        env["EMS_GATEWAY_ADMIN_BIND"] = f"127.0.0.1:{self.admin_port}"
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
         argv = [sys.executable, "-m", "gateway", "--bind", f"127.0.0.1:{self.port}"]
         self.proc = subprocess.Popen(
@@ -63,7 +65,11 @@ class GatewayProcess:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log()
             try:
-                if self.request("GET", "/-/healthz", port=self.admin_port)[0] == 200:
+                # its own log line too: another gateway may answer on a shared port
+                if (
+                    self.request("GET", "/-/healthz", port=self.admin_port)[0] == 200
+                    and " on http://" in self.log()
+                ):
                     return
             except OSError:
                 pass

@@ -176,3 +176,42 @@ def test_write_errors_never_wait_for_the_upstream_timeout(
               f"a healthy instance ({took:.2f}s for all); alone: 502 in under 5 s")  # fmt: skip
     finally:
         slam.close()
+
+
+def test_an_instance_that_never_completes_a_connect_is_ejected(
+    file_store_url, start_gateway, start_runtime
+):
+    """A host that drops SYNs (down, partitioned; here: a listener whose accept queue is full)
+    would hold a connect for the kernel's two minutes: after the connect timeout (the probe
+    timeout, 1 s here) the instance is ejected and the request goes to the other one."""
+    from gateway.routes import open_store
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    fillers = []
+    try:
+        for _ in range(3):  # fill the accept queue: later SYNs are dropped
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(hole.getsockname())
+            fillers.append(c)
+        time.sleep(0.2)
+        live = start_runtime()
+        url = f"http://127.0.0.1:{hole.getsockname()[1]}"
+        gen = open_store(file_store_url).publish(
+            route("ems-hole", [("hole", url), ("ok", live.url)])
+        )
+        gw = start_gateway(file_store_url, EMS_GATEWAY_PROBE_TIMEOUT="1")
+        gw.wait_generation(gen)
+        started = time.monotonic()
+        statuses = [gw.request("POST", "/ems-hole" + PREDICT, PREDICT_BODY)[0] for _ in range(10)]
+        took = time.monotonic() - started
+        assert statuses == [200] * 10
+        assert gw.upstreams()["hole"]["ejected"]
+        print(f"\nan instance whose connects hang: 0 failed of 10, all answered in {took:.2f}s")
+        assert took < 8.0
+    finally:
+        for c in fillers:
+            c.close()
+        hole.close()

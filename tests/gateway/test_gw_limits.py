@@ -185,3 +185,88 @@ def test_memory_returns_after_large_bodies(file_store_url, start_gateway, start_
     print(f"\nRSS: {baseline / 1024:.1f} MiB before, {max(peak) / 1024:.1f} MiB peak during 50 "
           f"x 8 MiB in and out, {after / 1024:.1f} MiB after")  # fmt: skip
     assert after <= baseline + 24 * 1024
+
+
+def read_responses(sock: socket.socket, n: int) -> list[int]:
+    """Statuses of ``n`` HTTP/1.1 responses read in order (each with a Content-Length)."""
+    buf, statuses = b"", []
+    while len(statuses) < n:
+        while b"\r\n\r\n" not in buf:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {len(statuses)} answers"
+            buf += chunk
+        head, _, buf = buf.partition(b"\r\n\r\n")
+        statuses.append(int(head.split(b" ", 2)[1]))
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        while len(buf) < length:
+            buf += sock.recv(65536)
+        buf = buf[length:]
+    return statuses
+
+
+def test_a_client_that_pipelines_without_reading_is_not_read(
+    file_store_url, start_gateway, start_echo
+):
+    """200 pipelined 1 MiB requests, answers not read: the gateway queues at most 16 requests
+    (or EMS_GATEWAY_MAX_BODY bytes) per connection and then stops reading it, so its memory
+    stays bounded; once the client reads, every request is answered, in order."""
+    gw = gateway_with_limits(
+        file_store_url, start_gateway, start_echo, EMS_GATEWAY_BODY_TIMEOUT="60"
+    )
+    baseline = gw.rss_kib()
+    one = request_line(b"/ems-lim" + PREDICT.encode(), b"Content-Length: %d\r\n\r\n" % (1 << 20))
+    one += b"x" * (1 << 20)
+    n = 200
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=60) as sock:
+        sender = threading.Thread(target=lambda: sock.sendall(one * n), daemon=True)
+        sender.start()
+        peak = baseline
+        for _ in range(12):  # 3 s: the sender blocks once the gateway stops reading
+            time.sleep(0.25)
+            peak = max(peak, gw.rss_kib())
+        assert sender.is_alive()  # nowhere near all of it was taken in
+        statuses = read_responses(sock, n)
+        sender.join(30)
+    print(f"\npipelined 200 x 1 MiB without reading: RSS {baseline / 1024:.0f} MiB before, "
+          f"{peak / 1024:.0f} MiB at most while the client did not read; {len(statuses)} "
+          f"answered in order once it did")  # fmt: skip
+    assert statuses == [200] * n
+    assert peak < baseline + 100 * 1024
+
+
+def test_a_pipelined_request_over_a_limit_is_answered_in_order(
+    file_store_url, start_gateway, start_echo
+):
+    """The answer to a request still in flight comes first, then the 414 for the next one."""
+    gw = gateway_with_limits(file_store_url, start_gateway, start_echo)
+    slow = request_line(
+        b"/ems-lim" + PREDICT.encode() + b"?sleep=0.5", b"Content-Length: 2\r\n\r\n{}"
+    )
+    long = request_line(b"/ems-lim" + PREDICT.encode() + b"?" + b"a" * 4000, b"\r\n")
+    answer, closed, _ = exchange(gw.port, slow + long)
+    first, _, rest = answer.partition(b"HTTP/1.1 414 ")
+    assert first.startswith(b"HTTP/1.1 200 ") and b'"body_len": 2' in first, answer[:300]
+    assert rest and b"2048 bytes" in rest and closed
+
+
+def test_a_silent_new_connection_gets_the_head_timeout_not_the_keepalive(
+    file_store_url, start_gateway, start_echo
+):
+    gw = gateway_with_limits(
+        file_store_url, start_gateway, start_echo, EMS_GATEWAY_KEEPALIVE_TIMEOUT="30"
+    )
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as silent:
+        started = time.monotonic()
+        assert silent.recv(100) == b""  # closed, nothing said (no request to answer)
+        took = time.monotonic() - started
+    assert took < 5
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=2.5) as used:
+        used.sendall(request_line(b"/ems-lim" + PREDICT.encode(), b"Content-Length: 2\r\n\r\n{}"))
+        assert used.recv(65536).startswith(b"HTTP/1.1 200 ")
+        with contextlib.suppress(TimeoutError):
+            assert used.recv(100) != b"", "closed before the keep-alive timeout"
+    print(f"\na connection that never sends a byte is closed after {took:.2f}s (head timeout 1 s)")

@@ -35,8 +35,9 @@ def test_restart_refuses_no_connection(file_store_url, start_gateway, start_runt
     kept = Load(gw_a.port, path, PREDICT_BODY, threads=2, keepalive=True, pause=0.002)
     with fresh, kept:
         wait_until(lambda: fresh.count() + kept.count() >= 50, 30, "load running")
-        gw_b = start_gateway(file_store_url, admin=True, port=gw_a.port)  # listens beside A
-        gw_b.wait_generation(gen)
+        # B listens beside A, on both of A's ports (SO_REUSEPORT on each listener)
+        admin = f"127.0.0.1:{gw_a.admin_port}"
+        start_gateway(file_store_url, admin=True, port=gw_a.port, EMS_GATEWAY_ADMIN_BIND=admin)
         n = fresh.count() + kept.count()
         wait_until(lambda: fresh.count() + kept.count() >= n + 50, 30, "load on A and B")
         stopped = time.monotonic()
@@ -50,6 +51,7 @@ def test_restart_refuses_no_connection(file_store_url, start_gateway, start_runt
           f"exited in {drained:.2f}s")  # fmt: skip
     assert gw_a.proc.returncode == 0
     assert not failed(results), summary(results)
+    assert gw_a.request("GET", "/-/generation", port=gw_a.admin_port)[0] == 200  # B's now
     assert "queued connections taken" in gw_a.log()
 
 
@@ -185,6 +187,43 @@ def test_redis_away_serves_last_routes_then_catches_up(tmp_path, start_gateway, 
         assert not failed(load.results), summary(load.results)
         assert len(during) > 10
         assert reported < 10
+        store.close()
+    finally:
+        redis.stop()
+
+
+def test_redis_back_empty_keeps_the_last_routes_until_republished(
+    tmp_path, start_gateway, start_runtime
+):
+    """Redis restarted without its data (generation 0, no routes): the gateway keeps its
+    table instead of answering 404 for everything until the control plane's next pass."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("no redis-server binary")
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    try:
+        srv = start_runtime()
+        store = open_store(redis.url)
+        store.publish(route("ems-other", [("i9", srv.url)]))
+        gen = store.publish(route("ems-em", [("i1", srv.url)]))
+        gw = start_gateway(redis.url)
+        gw.wait_generation(gen)
+        with Load(gw.port, "/ems-em" + PREDICT, PREDICT_BODY, threads=2) as load:
+            wait_until(lambda: load.count() >= 20, 30, "load running")
+            redis.stop()
+            shutil.rmtree(tmp_path / "appendonlydir")  # its data is lost
+            redis.start()
+            wait_until(lambda: "lost its data" in gw.log(), 20, "resynced with the empty store")
+            assert gw.generation() == 0
+            n = load.count()
+            wait_until(lambda: load.count() >= n + 20, 30, "load on the kept table")
+            gen = store.publish(route("ems-em", [("i1", srv.url)]))  # the control plane's pass
+            applied = gw.wait_generation(gen, timeout=10)
+            n = load.count()
+            wait_until(lambda: load.count() >= n + 20, 30, "load after the republish")
+        print(f"\nRedis back empty: {summary(load.results)}; republished route applied in "
+              f"{applied:.3f}s")  # fmt: skip
+        assert not failed(load.results), summary(load.results)
         store.close()
     finally:
         redis.stop()
