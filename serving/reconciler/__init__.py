@@ -3,8 +3,9 @@
 One pass per service (``reconcile(service_pk)``), holding the service's lease (a conditional
 UPDATE, so concurrent passes — two workers, beat and an on-commit task — never overlap; the
 loser simply returns ``busy``). The lease is short (``EMS_SERVING_LEASE_SECONDS``) and renewed
-by a heartbeat thread while the pass runs, so a killed worker's lease runs out in seconds. A pass is idempotent: it reads the backend's state (containers
-labelled with service and instance ids), then
+by a heartbeat thread while the pass runs, so a killed worker's lease runs out in seconds. A
+pass is idempotent: it reads the backend's state (containers labelled with service and instance
+ids), then
 
 1. removes orphans (labelled with the service but unknown to the database, e.g. left by a worker
    killed between creating a container and recording it);
