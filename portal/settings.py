@@ -84,6 +84,8 @@ if CELERY_BROKER_URL.startswith("filesystem"):
 else:
     # A task not acknowledged within the visibility timeout is handed to another worker; the
     # task time limits below stay well under it so a slow task is never run twice at once.
+    # A killed worker's tasks wait that long, unneeded: every task is a reconcile pass, and new
+    # workers and beat reconcile every service from the database (docs/serving.md, "Leases").
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_RESULT_BACKEND = env.str(
     "CELERY_RESULT_BACKEND",

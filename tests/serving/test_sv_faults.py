@@ -75,8 +75,12 @@ def cluster(transactional_db, serving_env, settings, redis_url):
     logs = serving_env / "logs"
     logs.mkdir()
     running = Cluster(env, logs)
-    yield running
+    yield running  # tests take it last, so it stops before their groups are cleaned up
     running.close(tail=40)  # shown when a test fails
+    for node in Node.objects.all():  # nothing a worker started may outlive the test
+        backend = for_node(node)
+        for status in backend.list():
+            backend.stop(status.instance_id, grace=0)
     for key in client.scan_iter(match=prefix + "*"):
         client.delete(key)
     client.close()
@@ -167,8 +171,12 @@ def _kill_and_recover(cluster, worker, service, replicas: int, what: str):
 
 
 def test_worker_killed_during_deploy_scale_and_stop(
-    cluster, owner, angel_version, dedicated, redis_url
+    owner, angel_version, dedicated, redis_url, cluster
 ):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    unacked_before = client.hlen("unacked")
     cluster.beat()
     worker = cluster.worker()
 
@@ -192,10 +200,7 @@ def test_worker_killed_during_deploy_scale_and_stop(
     wait_for(_mid_pass(service, before), timeout=60, every=0.01, what="stop pass")
     _kill_and_recover(cluster, worker, service, 0, "a stop")
 
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    unacked = client.hlen("unacked")
+    unacked = client.hlen("unacked") - unacked_before
     client.close()
     report(
         f"{unacked} task(s) of the killed workers wait in Redis's unacked set for the "
@@ -257,7 +262,7 @@ def _runtime_fault(service, traffic, sig: int, what: str, out_target: float) -> 
 
 
 def test_web_killed_runtime_killed_and_frozen_under_traffic(
-    cluster, owner, angel_version, dedicated, settings
+    owner, angel_version, dedicated, settings, cluster
 ):
     cluster.beat()
     cluster.worker()

@@ -200,3 +200,20 @@ def _lease_holder(service_pk: int, hold: float, done: threading.Event) -> None:
     heartbeat._stop.set()  # stops renewing, never drops: the lease must run out by itself
     heartbeat._thread.join(10)
     connections.close_all()
+
+
+def test_a_pass_that_lost_its_lease_stops(owner, angel_version, dedicated, queued):
+    from serving.reconciler.core import LeaseLost, Pass
+
+    service = services.service_deploy(
+        actor=owner.membership, version=angel_version, group=dedicated, name="lost", size=SIZE
+    )
+    owner_token = support.take_lease(service.pk)
+    run = Pass(Service.objects.get(pk=service.pk), owner_token)
+    run.keep_lease()  # still ours
+    Service.objects.filter(pk=service.pk).update(lease_owner="another-pass")
+    with pytest.raises(LeaseLost):
+        run.keep_lease()
+    with pytest.raises(LeaseLost):
+        run.execute()  # stops before launching anything
+    assert not service.instances.exclude(state=Instance.PENDING).exists()
