@@ -278,8 +278,9 @@ class ClientConn(asyncio.Protocol):
                 raise Response(404, "not found")
             svc, _ = self.gw.resolve(self.host, self.url.partition(b"?")[0])
             self.gw.check(svc, self.token)
-        except Response as r:
-            self.send(r.status, (*JSON, *r.headers), r.body, False)
+        except Response as r:  # answered and closed like _fatal: the unread body lingers
+            unread, self.phase = self.phase != IDLE, IDLE
+            self.send(r.status, (*JSON, *r.headers), [r.body], False, unread)
             return
         self._fatal(413, f"request body over the limit of {self.gw.max_body} bytes")
 

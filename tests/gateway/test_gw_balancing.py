@@ -37,7 +37,8 @@ def test_least_outstanding_requests(file_store_url, start_gateway, start_echo):
     busy = next(iter(gw.request("GET", "/-/inflight", port=gw.admin_port)[2]["inflight"]))
     assert gw.request("GET", f"/-/inflight?instance={busy}", port=gw.admin_port)[2]["inflight"] == 1
     others = {gw.request("POST", "/ems-lor" + PREDICT, {})[2]["name"] for _ in range(10)}
-    assert gw.request("GET", f"/-/inflight?instance={busy}")[2]["inflight"] == 1  # still held
+    still = gw.request("GET", f"/-/inflight?instance={busy}", port=gw.admin_port)[2]
+    assert still["inflight"] == 1  # still held
     release.set()
     t.join()
     held = slow["r"][2]["name"]
