@@ -7,6 +7,8 @@ import json
 from django import forms
 from django.contrib.auth import authenticate
 
+from accounts.actor import suspension_refusal
+
 
 class SignupForm(forms.Form):
     username = forms.CharField(max_length=150)
@@ -44,6 +46,10 @@ class LoginForm(forms.Form):
             raise forms.ValidationError(
                 "Wrong login or password (sub-accounts also need the app id)."
             )
+        refusal = suspension_refusal(self.user)
+        if refusal:
+            self.user = None
+            raise forms.ValidationError(refusal, code="suspended")
         return data
 
 

@@ -320,6 +320,7 @@ class BucketViewSet(StorageErrorsMixin, _Scoped):
     """The tenant's buckets (``<name>-<app_id>``): list, create, browse a folder, upload."""
 
     serializer_class = BucketSerializer
+    pagination_class = None  # a tenant's buckets are listed whole: the schema says a plain list
     lookup_field = "bucket"
     lookup_value_regex = "[a-z0-9][a-z0-9-]{1,62}"
     action_map = {

@@ -78,6 +78,7 @@ def route_for(service, *, exclude: set[str] | frozenset = frozenset()) -> dict |
         # auth on and every token revoked: a hash with no known preimage, so every caller
         # gets 401 (and the record stays the same from pass to pass)
         hashes = [NO_TOKEN]
+    tenant = service.tenant
     return make_route(
         service_id=service.service_id,
         tenant_id=service.tenant_id,
@@ -85,6 +86,8 @@ def route_for(service, *, exclude: set[str] | frozenset = frozenset()) -> dict |
         token_sha256=hashes,
         token_not_after=not_after,
         instances=instances,
+        # a suspended tenant's endpoints answer 403 with the reason, at the gateway
+        refuse=tenant.suspension_message if tenant.is_suspended else "",
     )
 
 

@@ -39,8 +39,8 @@ def _setup(ctx):
     ctx.v.update(group=group, service=service)
     from django.conf import settings
 
-    from serving.access import current_token
     from gateway.tokens import decrypt
+    from serving.access import current_token
 
     token = current_token(service)
     ctx.markers |= {"victimgroup", "victimservice", service.service_id, token.sha256}

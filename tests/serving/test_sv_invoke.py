@@ -7,10 +7,10 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 
 from accounts.models import AuditEvent
+from gateway.tokens import decrypt, token_sha256
 from serving import access, publish, reconciler, services
 from serving.models import Service, ServiceToken
 from serving.services import InstanceSize
-from gateway.tokens import decrypt, token_sha256
 from tests.factories import PolicyFactory
 from tests.serving.conftest import converge, status_is
 
