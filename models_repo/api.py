@@ -286,7 +286,8 @@ class ModelConfigViewSet(
     @extend_schema(
         request=FolderSourceSerializer, responses={201: VersionSerializer}, methods=["POST"]
     )
-    @action(detail=True, methods=["get", "post"], url_path="versions")
+    # a config's versions are listed whole (not paginated): the schema says so too
+    @action(detail=True, methods=["get", "post"], url_path="versions", pagination_class=None)
     def versions(self, request, pk=None, **kwargs):
         config = self.get_object()
         if request.method == "GET":
