@@ -11,9 +11,66 @@ from accounts.models import Membership
 SESSION_KEY = "ems_active_membership"
 
 
+class PlatformActor:
+    """The platform acting inside one tenant through the same services as its members: an
+    operator in the admin (``operator``: their user) or an automatic change (``reason``).
+
+    Authorized for everything in that tenant (``accounts.authz``); audited under its own label
+    (``operator alice``, ``platform (tenant suspended)``), never as one of the tenant's members.
+    """
+
+    is_platform = True
+    kind = "platform"
+    MAIN = "main"
+    ACCEPTED = status = "accepted"
+    pk = None
+
+    def __init__(self, tenant, *, operator=None, reason: str = "") -> None:
+        self.tenant = tenant
+        self.tenant_id = tenant.pk
+        self.operator = operator
+        self.user = operator
+        self.reason = reason
+
+    @property
+    def label(self) -> str:
+        if self.operator is not None:
+            return f"operator {self.operator.get_username()}"
+        return f"platform ({self.reason or 'automatic'})"
+
+    name = label
+
+    @property
+    def is_main(self) -> bool:
+        return False
+
+    def __str__(self) -> str:
+        return self.label
+
+
+def member_or_none(actor):
+    """The membership to store in a ``*_by`` column: None for the platform."""
+    return None if getattr(actor, "is_platform", False) else actor
+
+
+def suspension_refusal(user) -> str | None:
+    """The message refusing ``user``'s login when every tenant it belongs to is suspended."""
+
+    rows = list(
+        Membership.objects.filter(user=user, status=Membership.ACCEPTED).select_related("tenant")
+    )
+    if rows and all(row.tenant.is_suspended for row in rows):
+        return rows[0].tenant.suspension_message
+    return None
+
+
 def memberships_of(user):
+    """The user's accepted memberships in tenants that are not suspended."""
+
     return (
-        Membership.objects.filter(user=user, status=Membership.ACCEPTED)
+        Membership.objects.filter(
+            user=user, status=Membership.ACCEPTED, tenant__suspended_at__isnull=True
+        )
         .select_related("tenant", "user")
         .order_by("created_at", "pk")
     )

@@ -8,6 +8,8 @@ from accounts.models import AuditEvent
 def actor_label(actor) -> str:
     if actor is None:
         return "system"
+    if getattr(actor, "is_platform", False):
+        return actor.label
     return f"{actor.user.get_username()} ({actor.kind})"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth import authenticate
 
+from accounts.actor import suspension_refusal
 from portal import jsonlimits
 
 
@@ -44,6 +45,10 @@ class LoginForm(forms.Form):
             raise forms.ValidationError(
                 "Wrong login or password (sub-accounts also need the app id)."
             )
+        refusal = suspension_refusal(self.user)
+        if refusal:
+            self.user = None
+            raise forms.ValidationError(refusal, code="suspended")
         return data
 
 

@@ -21,17 +21,35 @@ def new_app_id() -> str:
 
 
 class Tenant(models.Model):
-    """An account: what a main account signs up for. Its ``app_id`` suffixes its buckets."""
+    """An account: what a main account signs up for. Its ``app_id`` suffixes its buckets.
+
+    An operator may suspend it (``accounts.services.tenant_suspend``): its services stop, its
+    endpoints answer 403 with ``suspension_reason``, its logins and API keys are refused."""
 
     app_id = models.CharField(max_length=10, unique=True, editable=False)
     name = models.CharField(max_length=100)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    suspended_at = models.DateTimeField(null=True, blank=True, editable=False)
+    suspension_reason = models.CharField(max_length=300, blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["app_id"]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.app_id})"
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.suspended_at is not None
+
+    @property
+    def suspension_message(self) -> str:
+        """What a caller of a suspended tenant is told."""
+        reason = f": {self.suspension_reason}" if self.suspension_reason else ""
+        return (
+            f"The account {self.app_id} is suspended{reason}. "
+            "Contact the platform operator to have it reinstated."
+        )
 
 
 class Membership(TenantOwnedModel):

@@ -1,10 +1,12 @@
 """The operator admin: regions and public runtimes are managed here; configs and versions are
-shown read-only (a version never changes; one in use cannot be deleted)."""
+shown read-only (a version never changes) and deleted through the services (one in use is
+refused with a message; the deletion is audited in the tenant's log with the operator)."""
 
-from django.contrib import admin, messages
+from django.contrib import admin
 
+from accounts.admin_base import DeleteThroughServices, operator_actor
+from models_repo import services
 from models_repo.models import ModelConfig, ModelConfigVersion, Region, RuntimeEnvironment
-from models_repo.services import version_in_use
 
 
 @admin.register(Region)
@@ -37,7 +39,7 @@ class VersionInline(admin.TabularInline):
 
 
 @admin.register(ModelConfig)
-class ModelConfigAdmin(admin.ModelAdmin):
+class ModelConfigAdmin(DeleteThroughServices):
     list_display = ["name", "tenant", "region", "last_version", "created_at"]
     list_filter = ["region"]
     search_fields = ["name", "tenant__app_id", "tenant__name"]
@@ -50,14 +52,12 @@ class ModelConfigAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
-    def has_delete_permission(self, request, obj=None):
-        if obj is not None and any(version_in_use(v) for v in obj.versions.all()):
-            return False
-        return super().has_delete_permission(request, obj)
+    def delete_through(self, request, obj):
+        services.model_config_delete(actor=operator_actor(request, obj.tenant), config=obj)
 
 
 @admin.register(ModelConfigVersion)
-class ModelConfigVersionAdmin(admin.ModelAdmin):
+class ModelConfigVersionAdmin(DeleteThroughServices):
     list_display = ["config", "label", "tenant", "runtime", "validation_status", "created_at"]
     list_filter = ["validation_status", "runtime"]
     search_fields = ["config__name", "tenant__app_id", "address", "manifest_digest"]
@@ -72,13 +72,5 @@ class ModelConfigVersionAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False  # immutable: the admin shows it, never edits it
 
-    def has_delete_permission(self, request, obj=None):
-        if obj is not None and version_in_use(obj):
-            return False
-        return super().has_delete_permission(request, obj)
-
-    def delete_queryset(self, request, queryset):
-        used = [v for v in queryset if version_in_use(v)]
-        if used:
-            self.message_user(request, "Versions in use were not deleted.", messages.ERROR)
-        queryset.exclude(pk__in=[v.pk for v in used]).delete()
+    def delete_through(self, request, obj):
+        services.model_config_version_delete(actor=operator_actor(request, obj.tenant), version=obj)

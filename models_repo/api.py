@@ -277,7 +277,8 @@ class ModelConfigViewSet(
     @extend_schema(
         request=FolderSourceSerializer, responses={201: VersionSerializer}, methods=["POST"]
     )
-    @action(detail=True, methods=["get", "post"], url_path="versions")
+    # a config's versions are listed whole (not paginated): the schema says so too
+    @action(detail=True, methods=["get", "post"], url_path="versions", pagination_class=None)
     def versions(self, request, pk=None, **kwargs):
         config = self.get_object()
         if request.method == "GET":
@@ -311,6 +312,7 @@ class BucketViewSet(StorageErrorsMixin, ScopedViewSet):
     """The tenant's buckets (``<name>-<app_id>``): list, create, browse a folder, upload."""
 
     serializer_class = BucketSerializer
+    pagination_class = None  # a tenant's buckets are listed whole: the schema says a plain list
     lookup_field = "bucket"
     lookup_value_regex = "[a-z0-9][a-z0-9-]{1,62}"
     required_actions = {

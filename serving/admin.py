@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
+from accounts.actor import PlatformActor
+from accounts.admin_base import DeleteThroughServices
+from serving import services
 from serving.models import Instance, Node, ResourceGroup, Revision, Service, ServiceEvent
 from serving.tasks import reconcile_service
 
@@ -30,11 +33,15 @@ class NodeInline(admin.TabularInline):
 
 
 @admin.register(ResourceGroup)
-class ResourceGroupAdmin(admin.ModelAdmin):
+class ResourceGroupAdmin(DeleteThroughServices):
     list_display = ["name", "kind", "region", "tenant", "is_active", "capacity_summary"]
     list_filter = ["kind", "region", "is_active"]
     search_fields = ["name", "tenant__name", "tenant__app_id"]
     inlines = [NodeInline]
+
+    def delete_through(self, request, obj):
+        actor = PlatformActor(obj.tenant, operator=request.user) if obj.tenant_id else None
+        services.resource_group_delete(actor=actor, group=obj)
 
     @admin.display(description="capacity (free / total)")
     def capacity_summary(self, group) -> str:

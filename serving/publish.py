@@ -80,6 +80,7 @@ def route_for(service, *, exclude: set[str] | frozenset = frozenset()) -> dict |
         # auth on and every token revoked: a hash with no known preimage, so every caller
         # gets 401 (and the record stays the same from pass to pass)
         hashes = [NO_TOKEN]
+    tenant = service.tenant
     return make_route(
         service_id=service.service_id,
         tenant_id=service.tenant_id,
@@ -88,6 +89,8 @@ def route_for(service, *, exclude: set[str] | frozenset = frozenset()) -> dict |
         token_not_after=not_after,
         instances=instances,
         wake=scales_to_zero(service),
+        # a suspended tenant's endpoints answer 403 with the reason, at the gateway
+        refuse=tenant.suspension_message if tenant.is_suspended else "",
     )
 
 

@@ -558,3 +558,36 @@ def service_delete(*, actor, service: Service) -> None:
         events.emit(service, events.STOPPED, "delete requested")
         record(actor=actor, action="ems:DeleteService", resource=service.resource_name)
         _enqueue(service)
+
+
+def resource_group_delete(*, actor, group: ResourceGroup) -> None:
+    """An operator deletes a resource group: refused while services that are not deleted use
+    it. ``actor``: a ``PlatformActor`` (in the group's tenant for a dedicated group)."""
+    from django.db.models import ProtectedError
+
+    live = list(Service.objects.live().filter(group=group).values_list("service_id", flat=True))
+    if live:
+        raise ValidationError(
+            {
+                "group": (
+                    f"The resource group {group.name} still runs services "
+                    f"({', '.join(live[:5])}{' …' if len(live) > 5 else ''}): "
+                    "delete or move them first."
+                )
+            }
+        )
+    with transaction.atomic():
+        if group.tenant_id is not None:
+            record(
+                actor=actor,
+                action="ems:DeleteResourceGroup",
+                resource=authz.resource_name(group.tenant, "resource-group", group.name),
+                tenant=group.tenant,
+            )
+        try:
+            group.nodes.all().delete()
+            group.delete()
+        except ProtectedError:
+            raise ValidationError(
+                {"group": f"The resource group {group.name} is still referenced by past services."}
+            ) from None

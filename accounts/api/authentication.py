@@ -12,10 +12,10 @@ from rest_framework.authentication import (
     SessionAuthentication,
     get_authorization_header,
 )
-from rest_framework.exceptions import AuthenticationFailed, Throttled
+from rest_framework.exceptions import AuthenticationFailed, PermissionDenied, Throttled
 
 from accounts import throttles
-from accounts.actor import resolve_actor, set_actor
+from accounts.actor import resolve_actor, set_actor, suspension_refusal
 from accounts.services import api_key_authenticate
 
 
@@ -31,6 +31,8 @@ class ApiKeyAuthentication(BaseAuthentication):
         key = api_key_authenticate(parts[1].decode("latin-1"))
         if key is None or not key.membership.is_active:
             raise AuthenticationFailed("Invalid or revoked API key.")
+        if key.membership.tenant.is_suspended:
+            raise PermissionDenied(key.membership.tenant.suspension_message)
         user = key.membership.user
         user._ems_actor = key.membership
         set_actor(request._request, key.membership)
@@ -62,6 +64,9 @@ class ActorBasicAuthentication(BasicAuthentication):
                 raise Throttled(exc.retry_after, str(exc)) from None
         result = super().authenticate(request)
         if result is not None:
+            refusal = suspension_refusal(result[0])
+            if refusal:
+                raise PermissionDenied(refusal)
             set_actor(request._request, resolve_actor(result[0]))
         return result
 

@@ -24,6 +24,12 @@ from accounts.services.role import (
     storage_credential_delete,
     storage_credential_put,
 )
+from accounts.services.tenants import (
+    tenant_create,
+    tenant_delete,
+    tenant_reinstate,
+    tenant_suspend,
+)
 
 __all__ = [
     "api_key_authenticate",
@@ -45,4 +51,8 @@ __all__ = [
     "sub_account_create",
     "sub_account_delete",
     "sub_account_update",
+    "tenant_create",
+    "tenant_delete",
+    "tenant_reinstate",
+    "tenant_suspend",
 ]

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 
 from accounts import audit, authz
+from accounts.actor import PlatformActor
 from accounts.backends import sub_account_username
 from accounts.models import Membership, Tenant, new_app_id
 from accounts.services._common import guard, invalid
@@ -29,8 +30,11 @@ def _check_password(password: str, user, field: str = "password") -> None:
         raise ValidationError({field: list(exc.messages)}) from None
 
 
-def signup(*, username: str, email: str, password: str, tenant_name: str = "") -> Membership:
-    """A new tenant (unique random 10-digit app id) and its main account."""
+def signup(
+    *, username: str, email: str, password: str, tenant_name: str = "", operator=None
+) -> Membership:
+    """A new tenant (unique random 10-digit app id) and its main account. ``operator``: made by
+    an operator in the admin (the audit row names them)."""
     User = get_user_model()
     username = (username or "").strip()
     email = (email or "").strip()
@@ -56,7 +60,10 @@ def signup(*, username: str, email: str, password: str, tenant_name: str = "") -
             tenant=tenant, user=user, kind=Membership.MAIN, name=username
         )
         audit.record(
-            actor=member, action="accounts:SignUp", resource=authz.resource_name(tenant, "tenant")
+            actor=PlatformActor(tenant, operator=operator) if operator else member,
+            action="accounts:CreateTenant" if operator else "accounts:SignUp",
+            resource=authz.resource_name(tenant, "tenant"),
+            detail={"main_account": username},
         )
     return member
 

@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from accounts import audit, authz, policy
+from accounts.actor import member_or_none
 from accounts.models import Membership, Policy, PolicyAttachment
 from accounts.services._common import guard, invalid
 
@@ -116,7 +117,10 @@ def policy_attach(*, actor: Membership, member: Membership, policy_row: Policy) 
     try:
         with transaction.atomic():
             row = PolicyAttachment.objects.create(
-                tenant=actor.tenant, membership=member, policy=policy_row, attached_by=actor
+                tenant=actor.tenant,
+                membership=member,
+                policy=policy_row,
+                attached_by=member_or_none(actor),
             )
             audit.record(
                 actor=actor,
