@@ -7,8 +7,8 @@ owner's own request is the control: the same call goes through for the owner.
 
 Cases marked xfail fail today only because the model-repository viewsets are not authorized at
 the API layer (issue 11, "one door"): the request reaches the object lookup (404) or
-validation (400) first, or the listing answers 200 with an empty page. The marker is strict, so the lead drops it when the
-one-door change lands.
+validation (400) first, or the listing answers 200 with an empty page. The marker is strict,
+so the lead drops it when the one-door change lands.
 """
 
 from __future__ import annotations
