@@ -112,17 +112,30 @@ def _marker(path: Path):
 def test_a_worker_killed_mid_launch_then_a_new_worker_converges(
     owner, angel_version, dedicated, settings, serving_env
 ):
+    kill_mid_launch_then_converge(owner, angel_version, dedicated, settings, serving_env)
+
+
+@pytest.mark.e2e
+def test_the_same_on_docker(owner, docker_group, settings, serving_env):
+    from tests.serving.conftest import ANGEL_VERSION_DIR, make_version
+    from tests.serving.helpers import angel_model
+
+    version = make_version(owner, angel_model() / ANGEL_VERSION_DIR)
+    kill_mid_launch_then_converge(owner, version, docker_group, settings, serving_env)
+
+
+def kill_mid_launch_then_converge(owner, version, group, settings, serving_env):
     if connection.vendor != "postgresql":
         service_missing("worker processes need the test database on PostgreSQL")
     service = services.service_deploy(
         actor=owner.membership,
-        version=angel_version,
-        group=dedicated,
+        version=version,
+        group=group,
         name="killed",
         size=SIZE,
         scaling=services.Scaling(replicas=2),
     )
-    backend = for_node(dedicated.nodes.get())
+    backend = for_node(group.nodes.get())
     marker = serving_env / "paused-at"
 
     def backend_ids() -> set[str]:
