@@ -1,12 +1,14 @@
 """The model cache of a node: one folder per model version, keyed by its manifest digest.
 
-``ensure(digest, fill)`` returns the entry's folder, filling it once: ``fill(dest)`` writes the
-model into ``dest`` inside a private temporary folder, which is then renamed into place, so an
-entry is either complete or absent, and concurrent fillers are safe (the first rename wins, the
-others throw their copy away). Entries are made world-readable (the runtime containers run as
-uid 10001, not as the portal's user). ``gc(in_use)`` removes entries no instance uses, once they
-have been unused for ``min_age`` seconds (an entry just filled for an instance that is about to
-start is never taken from under it).
+``ensure(digest, fill)`` returns the entry's folder, filling it once: concurrent callers on the
+node (threads or processes) take a per-entry file lock (``.lock-<digest>``, ``flock``), so one
+fills while the others wait and then reuse its entry. ``fill(dest)`` writes the model into
+``dest`` inside a private temporary folder, which is then renamed into place, so an entry is
+either complete or absent (were the lock not honoured, e.g. on a network file system, the
+first rename still wins and the others throw their copy away). Entries are made world-readable
+(the runtime containers run as uid 10001, not as the portal's user). ``gc(in_use)`` removes
+entries no instance uses, once they have been unused for ``min_age`` seconds (an entry just
+filled for an instance that is about to start is never taken from under it).
 
 The cache lives on the node's file system: for the local Docker engine and the process backend
 that is the portal's host (``EMS_MODEL_CACHE_DIR``). Django-free.
@@ -14,16 +16,19 @@ that is the portal's host (``EMS_MODEL_CACHE_DIR``). Django-free.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 _DIGEST = re.compile(r"^[0-9a-f]{16,128}$")
 _TMP_PREFIX = ".fill-"
+_LOCK_PREFIX = ".lock-"
 
 
 class ModelCache:
@@ -46,6 +51,22 @@ class ModelCache:
             return entry
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
+        with self._filling(digest):
+            if entry.is_dir():  # another caller filled it while we waited for the lock
+                os.utime(entry)
+                return entry
+            return self._fill(digest, entry, fill)
+
+    @contextlib.contextmanager
+    def _filling(self, digest: str) -> Iterator[None]:
+        fd = os.open(self.root / f"{_LOCK_PREFIX}{digest}", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _fill(self, digest: str, entry: Path, fill: Callable[[Path], object]) -> Path:
         tmp = self.root / f"{_TMP_PREFIX}{digest}-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:

@@ -145,10 +145,6 @@ def test_policy_evaluation(member, documents, action, resource, expected):
         assert decision.statement is not None and decision.policy is not None
 
 
-def test_case_count_is_at_least_thirty():
-    assert len(CASES) >= 30
-
-
 @pytest.mark.django_db
 def test_main_account_may_do_everything_in_its_own_tenant_only(owner, outsider):
     actor = owner.membership

@@ -78,6 +78,20 @@ def test_a_good_document_normalizes():
             "statement[0].action[0]",
             "not an action",
         ),
+        (  # a resource that sorts before "*" is checked like any other
+            {"Statement": [{"Effect": "Allow", "Action": "ems:*", "Resource": "#all"}]},
+            "Statement[0].Resource[0]",
+            "not a resource",
+        ),
+        (  # the same key twice in two spellings: refused, not one of them silently chosen
+            {
+                "Statement": [
+                    {"Effect": "Allow", "effect": "Deny", "Action": "ems:*", "Resource": "*"}
+                ]
+            },
+            "Statement[0]",
+            "given more than once",
+        ),
     ],
 )
 def test_bad_documents_name_the_path(document, path, words):

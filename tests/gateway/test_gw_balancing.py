@@ -87,11 +87,11 @@ def test_client_leaving_frees_the_instance(file_store_url, start_gateway, start_
         while gw.request("GET", "/-/inflight?instance=ig", port=gw.admin_port)[2]["inflight"] != 1:
             assert time.monotonic() < deadline
             time.sleep(0.01)
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 15
     while gw.request("GET", "/-/inflight?instance=ig", port=gw.admin_port)[2]["inflight"] != 0:
         assert time.monotonic() < deadline, "in-flight count leaked after the client left"
         time.sleep(0.01)
-    assert store.wait_drained(["ig"], gen, timeout=2)
+    assert store.wait_drained(["ig"], gen, timeout=15)
     assert gw.request("POST", "/ems-gone" + PREDICT, {})[0] == 200
 
 
@@ -99,9 +99,10 @@ def test_idle_client_connections_are_closed(file_store_url, start_gateway):
     import socket
 
     gw = start_gateway(file_store_url, EMS_GATEWAY_KEEPALIVE_TIMEOUT="0.5")
-    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=40) as sock:
         sock.sendall(b"GET /-/healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert sock.recv(4096).startswith(b"HTTP/1.1 404")  # admin endpoints: not here
         started = time.monotonic()
         assert sock.recv(4096) == b""  # closed by the gateway, not by us
-        assert time.monotonic() - started < 3
+        # by the configured 0.5 s, not the 75 s default (a bound far from both: no flake)
+        assert time.monotonic() - started < 30

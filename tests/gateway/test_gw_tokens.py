@@ -39,6 +39,7 @@ def test_check_with_expiry():
     expiry = {token_sha256(a): 100.0}
     assert check_token(a, hashes, expiry, now=99.9)
     assert not check_token(a, hashes, expiry, now=100.0)
+    assert not check_token(a, hashes, expiry, now=100.1)  # after the expiry, not only at it
     assert check_token(b, hashes, expiry, now=1e12)
 
 
@@ -50,6 +51,15 @@ def test_rotate_keeps_old_for_grace_then_drops_it():
     assert hashes == [newer, new, old] and after == {new: 1630, old: 1060}  # old keeps its own
     hashes, after = rotate_hashes(hashes, after, newer, 0, now=1100)  # revoke all but newer
     assert hashes == [newer] and after == {}
+
+
+def test_rotate_to_a_hash_already_listed_keeps_every_other_one():
+    """The new hash may already be in the list (a retried rotation) and sort anywhere: it is
+    listed once, first, and every other hash keeps its grace."""
+    old_z, old_b = "z" * 64, "b" * 64
+    new = "".join(["m" * 32, "m" * 32])  # equal to the listed one, not the same object
+    hashes, after = rotate_hashes([old_z, "m" * 64, old_b], None, new, 60, now=1000)
+    assert hashes == [new, old_z, old_b] and after == {old_z: 1060, old_b: 1060}
 
 
 def test_encrypt_roundtrip_and_wrong_key():

@@ -27,13 +27,16 @@ def main(module: str, db_path: str, survivors_path: str) -> None:
                     )
             else:
                 killed += 1
+    with use_db(db_path, WorkDB.Mode.open) as db:
+        pending = sum(1 for _ in db.pending_work_items)
     total = killed + survived
     score = 100.0 * killed / total if total else 0.0
     with open(survivors_path, "w") as out:
         out.write("".join(lines))
     print(
         f"[mutation] {module}: {total} mutants, {killed} killed, {survived} survived, "
-        f"{skipped} filtered, score {score:.1f}%  (survivors: {survivors_path})"
+        f"{skipped} filtered, {pending} not run (budget), score {score:.1f}%  "
+        f"(survivors: {survivors_path})"
     )
 
 

@@ -1,6 +1,7 @@
 """Site-wide pages: home, navigation, health without a worker, the schema and the admin."""
 
 import io
+import re
 
 import pytest
 from django.core.management import call_command
@@ -63,7 +64,11 @@ def test_openapi_schema_validates_without_warnings():
 def test_swagger_ui_uses_bundled_assets(client, django_user_model):
     client.force_login(django_user_model.objects.create_user("u", password="x"))
     body = client.get(reverse("swagger-ui")).content.decode()
-    assert "drf_spectacular_sidecar" in body or "/static/" in body
+    assets = re.findall(r'(?:src|href)="([^"]+)"', body)
+    names = {asset.rsplit("/", 1)[-1] for asset in assets}
+    assert {"swagger-ui-bundle.js", "swagger-ui.css"} <= names, assets
+    # every script and stylesheet comes from our own static files (the sidecar), none from a CDN
+    assert all(a.startswith("/static/drf_spectacular_sidecar/") for a in assets), assets
     assert "cdn.jsdelivr" not in body and "unpkg.com" not in body
 
 

@@ -62,3 +62,50 @@ def test_claims_spread_and_refuse_clearly(serving_env):
 def test_public_quota_sizes():
     assert scheduling.quota_size("cpu", 2) == (2000, 4096, 0)
     assert scheduling.quota_size("gpu", 1) == (4000, 16384, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_is_released_once_even_when_released_twice_at_once(owner, angel_version, dedicated):
+    """Two workers both decide to release the same instance (a retried pass, a double stop):
+    the node gets the capacity back once, never twice (which would let it overcommit)."""
+    from serving import services
+    from serving.models import Instance
+
+    service = services.service_deploy(
+        actor=owner.membership,
+        version=angel_version,
+        group=dedicated,
+        name="twice",
+        size=services.InstanceSize(cpu_millicores=500, memory_mib=512),
+        scaling=services.Scaling(replicas=2),
+    )
+    node = dedicated.nodes.get()
+    node.refresh_from_db()
+    assert (node.claimed_cpu_millicores, node.claimed_memory_mib) == (1000, 1024)
+    victim = service.instances.order_by("pk").first()
+    assert victim.holds_claim
+    results, errors = [], []
+    barrier = threading.Barrier(6)
+
+    def release():
+        try:
+            instance = Instance.objects.get(pk=victim.pk)  # each worker its own copy
+            barrier.wait()
+            results.append(scheduling.release(instance))
+        except Exception as exc:  # pragma: no cover - shown in the assertion
+            errors.append(repr(exc))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=release) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(results) == [False] * 5 + [True]
+    node.refresh_from_db()
+    assert (node.claimed_cpu_millicores, node.claimed_memory_mib) == (500, 512)  # once
+    assert scheduling.release(Instance.objects.get(pk=victim.pk)) is False  # and later: no-op
+    node.refresh_from_db()
+    assert node.claimed_cpu_millicores == 500
