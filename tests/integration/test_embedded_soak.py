@@ -164,8 +164,12 @@ class Predictions:
 
     def __init__(self, gateway: str) -> None:
         self.gateway = gateway
+        # Services that should answer; "steady" ones (running, at most being scaled) must
+        # answer 200 every time, the others (resuming, just deployed) may answer 503 first.
         self.serving: list[str] = []
+        self.steady: set[str] = set()
         self.counts: Counter = Counter()
+        self.steady_failures: Counter = Counter()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -188,9 +192,13 @@ class Predictions:
 
     def run(self) -> None:
         while not self.stop.is_set():
-            targets = list(self.serving)
+            targets, steady = list(self.serving), set(self.steady)
             if targets:
-                self.counts[self.one(random.choice(targets))] += 1
+                target = random.choice(targets)
+                status = self.one(target)
+                self.counts[status] += 1
+                if target in steady and status != 200:
+                    self.steady_failures[status] += 1
             self.stop.wait(0.05)
 
 
@@ -345,27 +353,36 @@ def test_embedded_default_survives_a_soak_on_saturated_cpus(tmp_path):
         wait(converged, 120, "the first deploys", supervisor)
         rounds.append(time.monotonic() - round_started)
         serve_asked()
+        predictions.steady = set(asked)
         predictions.thread.start()
 
         deployed = SERVICES
+        # Each service walks scale, stop, (resume), delete-and-redeploy, scale, ... from a
+        # different starting point, so every round mixes the operations.
         cycle = ["scale", "stop", "redeploy", "scale"]
+        step = {sid: i for i, sid in enumerate(asked)}
         k = 0
         while time.monotonic() - started < SOAK_SECONDS + 60 or k < 3:
             k += 1
             round_started = time.monotonic()
-            for i, sid in enumerate(list(asked)):
+            predictions.steady = set()  # until the stopped/deleted ones are out of the targets
+            steady = set()
+            for sid in list(asked):
                 want = asked[sid]
                 if want["stopped"]:
                     api.ok("POST", f"/services/{sid}/resume/")
                     want["stopped"] = False
                     ops["resume"] += 1
                     continue
-                op = cycle[(k + i) % len(cycle)]
+                op = cycle[step[sid] % len(cycle)]
+                step[sid] += 1
                 if op == "scale":
                     want["replicas"] = 3 - want["replicas"]  # 1 <-> 2
                     api.ok("POST", f"/services/{sid}/scale/", {"replicas": want["replicas"]})
                     ops["scale"] += 1
+                    steady.add(sid)
                 elif op == "stop":
+                    predictions.serving = [s for s in predictions.serving if s != sid]
                     want["stopped"] = True
                     api.ok("POST", f"/services/{sid}/stop/")
                     ops["stop"] += 1
@@ -375,11 +392,15 @@ def test_embedded_default_survives_a_soak_on_saturated_cpus(tmp_path):
                     del asked[sid]
                     ops["delete"] += 1
                     deploy(deployed)
+                    step[list(asked)[-1]] = 0
                     deployed += 1
-            # Predictions only where nothing was asked to stop; transitions may answer 503.
+            # Predictions wherever something should serve; only steady ones must answer 200.
+            time.sleep(1)  # the last in-flight request to a stopped/deleted service ends
+            predictions.steady = steady
             predictions.serving = [s for s, w in asked.items() if not w["stopped"]]
             wait(converged, 120, f"round {k}", supervisor)
             rounds.append(time.monotonic() - round_started)
+            predictions.steady = {s for s, w in asked.items() if not w["stopped"]}
             serve_asked()
             if time.monotonic() - started > 240:
                 break
@@ -398,9 +419,11 @@ def test_embedded_default_survives_a_soak_on_saturated_cpus(tmp_path):
         print(
             f"\nsoak: {elapsed:.0f}s, {len(rounds)} rounds (converged in "
             f"{', '.join(f'{r:.1f}' for r in rounds)} s), ops {dict(ops)}, "
-            f"predictions {dict(predictions.counts)}"
+            f"predictions {dict(predictions.counts)}, failed on steady services "
+            f"{dict(predictions.steady_failures)}"
         )
         assert predictions.counts[200] > 0
+        assert not predictions.steady_failures, predictions.steady_failures
     except BaseException:
         for name in supervisor.procs:
             print(f"--- {name} log (tail) ---\n{supervisor.log(name)[-3000:]}")
