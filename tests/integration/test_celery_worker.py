@@ -164,6 +164,11 @@ def test_bad_messages_are_set_aside_and_the_worker_lives_on(tmp_path):
             time.sleep(0.2)
         _round_trip(app, queue)
         assert worker.poll() is None, "the worker died"
+        # Every message the worker took was acknowledged: none is left claimed.
+        deadline = time.monotonic() + 20
+        while _claimed_files(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _claimed_files(tmp_path)
     names = sorted(p.name for p in dead.glob("*.msg"))
     assert {n.split("_", 1)[1].split(".")[0] for n in names} == set(unreadable)
     for name in names:
@@ -186,3 +191,59 @@ def test_healthz_round_trip_through_a_real_worker(client, settings):
     assert response.status_code == 200, body
     assert body["checks"]["worker"]["ok"] is True
     assert body["checks"]["worker"]["detail"] == "pong"
+
+
+CONSUMER = """
+import json, sys, time
+from kombu import Connection
+conn = Connection("filesystem://", transport="portal.filebroker:Transport",
+                  transport_options=json.loads(sys.argv[1]))
+queue = conn.SimpleQueue("jobs")
+message = queue.get(timeout=60)
+print(json.dumps(message.payload), flush=True)
+if sys.argv[2] == "ack":
+    message.ack()
+    print("acked", flush=True)
+time.sleep(600)
+"""
+
+
+def _consumer(options: dict, mode: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", CONSUMER, json.dumps(options), mode],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _claimed_files(tmp_path) -> list:
+    return [p for p in (tmp_path / "broker" / "claimed").glob("*/*") if p.is_file()]
+
+
+def test_a_killed_consumers_unacknowledged_message_is_delivered_again(tmp_path):
+    """kill -9 of a consumer holding an unacknowledged message: the message stays in its
+    claimed folder, and the next consumer to open a channel puts it back and gets it; once
+    acknowledged, nothing is left anywhere."""
+    app, _ = _embedded(tmp_path)
+    options = app.conf.broker_transport_options
+    with app.connection_for_write() as conn:
+        conn.SimpleQueue("jobs").put({"n": 1})
+    first = _consumer(options, "hold")
+    try:
+        assert json.loads(first.stdout.readline()) == {"n": 1}
+        assert len(_claimed_files(tmp_path)) == 1
+    finally:
+        first.kill()
+        first.wait()
+    queue = tmp_path / "broker" / "queue"
+    assert not list(queue.glob("*.msg"))
+    second = _consumer(options, "ack")
+    try:
+        assert json.loads(second.stdout.readline()) == {"n": 1}
+        assert second.stdout.readline().strip() == "acked"
+        assert not _claimed_files(tmp_path)
+        assert not list(queue.glob("*.msg"))
+    finally:
+        second.kill()
+        second.wait()

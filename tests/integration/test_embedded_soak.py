@@ -414,6 +414,10 @@ def test_embedded_default_survives_a_soak_on_saturated_cpus(tmp_path):
         assert all(p.poll() is None for p in supervisor.procs.values())
         dead = list((data / "broker" / "dead-letter").glob("*.msg"))
         assert not dead, [p.name for p in dead]
+        # Every message taken was acknowledged (or consumed without acks, like the worker's
+        # control messages): a moment comes when nothing is left claimed.
+        claimed = data / "broker" / "claimed"
+        wait(lambda: not list(claimed.glob("*/*")), 40, "no claimed message", supervisor)
         assert "Unrecoverable error" not in supervisor.log("worker")
         elapsed = time.monotonic() - started
         print(
