@@ -3,6 +3,7 @@ the embedded filesystem broker, and through the /healthz round trip."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -113,6 +114,34 @@ def _embedded(tmp_path) -> tuple[Celery, dict[str, str]]:
     return app, env
 
 
+def test_malformed_task_message_on_redis_is_set_aside(redis_url, tmp_path):
+    """Any broker: a task message whose body has the wrong shape stopped the worker
+    ("Unrecoverable error: ValueError"); now it is logged, rejected and set aside."""
+    queue = f"ems-test-{secrets.token_hex(4)}"
+    env = {
+        "DEBUG": "1",
+        "EMS_DATA_DIR": str(tmp_path),
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": redis_url,
+    }
+    app = _client_app(redis_url, redis_url, {})
+    with celery_worker(env, queue) as worker:
+        _round_trip(app, queue)
+        with app.connection_for_write() as conn:
+            conn.Producer().publish(
+                '"not a list"',
+                routing_key=queue,
+                headers={"task": "portal.ping", "id": secrets.token_hex(8), "lang": "py"},
+                content_type="application/json",
+                content_encoding="utf-8",
+            )
+        _round_trip(app, queue)
+        assert worker.poll() is None, "the worker died"
+    dead = list((tmp_path / "broker" / "dead-letter").glob("*.task.json"))
+    assert len(dead) == 1
+    assert json.loads(dead[0].read_text())["body"] == '"not a list"'
+
+
 def test_worker_on_embedded_broker_runs_a_task(tmp_path):
     queue = f"ems-test-{secrets.token_hex(4)}"
     app, env = _embedded(tmp_path)
@@ -156,6 +185,30 @@ def test_bad_messages_are_set_aside_and_the_worker_lives_on(tmp_path):
             "unknown-task": json.dumps(
                 {**envelope, "headers": {"task": "no.such.task", "id": "1"}}
             ).encode(),
+            "ping-with-a-string-body": json.dumps(
+                {
+                    **envelope,
+                    "headers": {"task": "portal.ping", "id": "2", "lang": "py"},
+                    "body": base64.b64encode(b'"not a list"').decode(),
+                }
+            ).encode(),
+            "ping-without-delivery-info": json.dumps(
+                {
+                    **envelope,
+                    "headers": {"task": "portal.ping", "id": "3", "lang": "py"},
+                    "body": base64.b64encode(b'[["x"], {}, {}]').decode(),
+                    "properties": {
+                        k: v for k, v in envelope["properties"].items() if k != "delivery_info"
+                    },
+                }
+            ).encode(),
+            "ping-with-bad-args": json.dumps(
+                {
+                    **envelope,
+                    "headers": {"task": "portal.ping", "id": "4", "lang": "py"},
+                    "body": base64.b64encode(b'[{"a": 1}, [], {}]').decode(),
+                }
+            ).encode(),
         }
         for index, (label, data) in enumerate({**unreadable, **celery_bad}.items()):
             (folder / f"{index:020d}_{label}.{queue}.msg").write_bytes(data)
@@ -171,6 +224,10 @@ def test_bad_messages_are_set_aside_and_the_worker_lives_on(tmp_path):
         assert not _claimed_files(tmp_path)
     names = sorted(p.name for p in dead.glob("*.msg"))
     assert {n.split("_", 1)[1].split(".")[0] for n in names} == set(unreadable)
+    # Celery could not make a request of this one: set aside with the reason, worker alive.
+    tasks = [json.loads(p.read_text()) for p in dead.glob("*.task.json")]
+    assert [t["body"] for t in tasks] == ['"not a list"']
+    assert "too many values to unpack" in tasks[0]["reason"]
     for name in names:
         assert (dead / f"{name}.why").read_text().strip()
     assert not [p for p in folder.iterdir() if p.name.endswith(f".{queue}.msg")]
