@@ -98,10 +98,15 @@ class Channel(filesystem.Channel):
                 f"cannot add a message to {self.data_folder_out}: {exc}"
             ) from exc
 
+    def _names(self, queue) -> list[str]:
+        """The queue's message files, oldest first: ``<ns>_<hex>.<queue>.msg``, the queue name
+        compared whole (``x.celery.pidbox.msg`` is not a message of queue ``pidbox``)."""
+        wanted = f"{queue}{SUFFIX}"
+        return sorted(n for n in os.listdir(self.data_folder_in) if n.partition(".")[2] == wanted)
+
     def _get(self, queue):
-        suffix = f".{queue}{SUFFIX}"
         try:
-            names = sorted(n for n in os.listdir(self.data_folder_in) if n.endswith(suffix))
+            names = self._names(queue)
         except FileNotFoundError:
             raise Empty() from None
         if not names:
@@ -120,6 +125,8 @@ class Channel(filesystem.Channel):
                 payload = loads(bytes_to_str(raw))
                 # What the virtual transport will do with it: fail here, not in the worker.
                 tag = self.Message(payload, channel=self).delivery_tag
+                if not isinstance(tag, str | int):
+                    raise TypeError(f"delivery_tag is a {type(tag).__name__}")
             except Exception as exc:  # whatever is wrong with it, it must not stop the worker
                 self._set_aside(claimed, name, queue, exc)
                 continue
@@ -224,18 +231,15 @@ class Channel(filesystem.Channel):
         )
 
     def _purge(self, queue):
-        suffix = f".{queue}{SUFFIX}"
         count = 0
-        for name in os.listdir(self.data_folder_in):
-            if name.endswith(suffix):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(self.data_folder_in, name))
-                    count += 1
+        for name in self._names(queue):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.data_folder_in, name))
+                count += 1
         return count
 
     def _size(self, queue):
-        suffix = f".{queue}{SUFFIX}"
-        return sum(1 for name in os.listdir(self.data_folder_in) if name.endswith(suffix))
+        return len(self._names(queue))
 
     # --- exchange tables (fanout bindings) -----------------------------------------------------
     @contextlib.contextmanager

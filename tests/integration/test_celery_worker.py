@@ -178,6 +178,9 @@ def test_bad_messages_are_set_aside_and_the_worker_lives_on(tmp_path):
             "a-list": b"[1, 2, 3]",
             "no-properties": json.dumps({"body": "e30="}).encode(),
             "bad-base64": json.dumps({**envelope, "body": "e30"}).encode(),
+            "list-tag": json.dumps(
+                {**envelope, "properties": {**envelope["properties"], "delivery_tag": [1]}}
+            ).encode(),
         }
         # Readable by the transport, wrong for Celery: its own error paths drop them.
         celery_bad = {
