@@ -4,9 +4,11 @@ kombu's own ``filesystem://`` transport creates a message file and then writes i
 consumer may move and read it in between: the worker gets an empty or half-written message
 (``JSONDecodeError``) and dies with "Unrecoverable error". Here every file is written under a
 temporary name and renamed into place (a rename within a folder is atomic on POSIX), a consumer
-claims a message by renaming it into its ``claimed`` folder (only one consumer can win), and a
-message that still cannot be read is moved to the ``dead-letter`` folder with a note saying
-why, logged, and skipped: one bad message never stops a worker.
+claims a message by renaming it into its own ``claimed/<boot id>-<pid>`` folder (only one
+consumer can win) and deletes it when it acknowledges it, and a message that still cannot be
+read is moved to the ``dead-letter`` folder with a note saying why, logged, and skipped: one
+bad message never stops a worker. Messages claimed by a consumer that died unacknowledged
+(kill -9) go back to the queue when the next channel opens.
 
 Selected in settings when ``CELERY_BROKER_URL`` is ``filesystem://`` (see ``portal/settings.py``).
 """
@@ -51,8 +53,39 @@ def write_atomically(path: str | os.PathLike, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip().replace("-", "")[:12]
+    except OSError:
+        return "boot"
+
+
+def _alive(boot: str, pid: int) -> bool:
+    """Is ``pid`` (of boot ``boot``) still a running process (not a zombie)?"""
+    if boot != _boot_id():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
 class Channel(filesystem.Channel):
     """kombu's filesystem channel with atomic writes, atomic claims and dead letters."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._claimed: dict[str, str] = {}  # delivery tag -> its file in our claimed folder
+        self._noack_queues: set[str] = set()  # consumed without acknowledgements
+        self._recover_orphans()
 
     # --- messages ------------------------------------------------------------------------------
     def _put(self, queue, payload, **kwargs):
@@ -65,14 +98,22 @@ class Channel(filesystem.Channel):
                 f"cannot add a message to {self.data_folder_out}: {exc}"
             ) from exc
 
+    def _names(self, queue) -> list[str]:
+        """The queue's message files, oldest first: ``<ns>_<hex>.<queue>.msg``, the queue name
+        compared whole (``x.celery.pidbox.msg`` is not a message of queue ``pidbox``)."""
+        wanted = f"{queue}{SUFFIX}"
+        return sorted(n for n in os.listdir(self.data_folder_in) if n.partition(".")[2] == wanted)
+
     def _get(self, queue):
-        suffix = f".{queue}{SUFFIX}"
         try:
-            names = sorted(n for n in os.listdir(self.data_folder_in) if n.endswith(suffix))
+            names = self._names(queue)
         except FileNotFoundError:
             raise Empty() from None
+        if not names:
+            raise Empty()
+        owned = self._owner_folder()
         for name in names:
-            claimed = os.path.join(self.claimed_folder, name)
+            claimed = os.path.join(owned, name)
             try:
                 # Atomic: of several consumers, exactly one renames the file.
                 os.rename(os.path.join(self.data_folder_in, name), claimed)
@@ -83,16 +124,96 @@ class Channel(filesystem.Channel):
                     raw = fh.read()
                 payload = loads(bytes_to_str(raw))
                 # What the virtual transport will do with it: fail here, not in the worker.
-                self.Message(payload, channel=self)
+                tag = self.Message(payload, channel=self).delivery_tag
+                if not isinstance(tag, str | int):
+                    raise TypeError(f"delivery_tag is a {type(tag).__name__}")
             except Exception as exc:  # whatever is wrong with it, it must not stop the worker
                 self._set_aside(claimed, name, queue, exc)
                 continue
-            if self.store_processed:
-                os.replace(claimed, os.path.join(self.processed_folder, name))
+            if queue in self._noack_queues:
+                self._finish(claimed)
             else:
-                os.unlink(claimed)
+                # Kept until acknowledged: a consumer killed before that leaves it in its
+                # claimed folder, and the next channel opened puts it back in the queue.
+                self._claimed[tag] = claimed
             return payload
         raise Empty()
+
+    def _finish(self, claimed: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            if self.store_processed:
+                os.replace(claimed, os.path.join(self.processed_folder, os.path.basename(claimed)))
+            else:
+                os.unlink(claimed)
+
+    def _settle(self, delivery_tag) -> None:
+        claimed = self._claimed.pop(delivery_tag, None)
+        if claimed:
+            self._finish(claimed)
+
+    def basic_consume(self, queue, no_ack, *args, **kwargs):
+        if no_ack:
+            self._noack_queues.add(queue)
+        else:
+            self._noack_queues.discard(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def basic_ack(self, delivery_tag, multiple=False):
+        super().basic_ack(delivery_tag, multiple=multiple)
+        self._settle(delivery_tag)
+
+    def basic_reject(self, delivery_tag, requeue=False):
+        # With requeue the message is written back to the queue (``_restore``) first.
+        super().basic_reject(delivery_tag, requeue=requeue)
+        self._settle(delivery_tag)
+
+    def basic_get(self, queue, no_ack=False, **kwargs):
+        message = super().basic_get(queue, no_ack=no_ack, **kwargs)
+        if message is not None and no_ack:
+            self._settle(message.delivery_tag)
+        return message
+
+    def _restore(self, message):
+        # Unacknowledged at a clean close: a fresh copy goes back to the queue, ours goes.
+        super()._restore(message)
+        self._settle(message.delivery_tag)
+
+    # --- claims of consumers that died -----------------------------------------------------------
+    def _owner_folder(self) -> str:
+        """``claimed/<boot id>-<pid>/``: whose the claimed messages are (made after a fork too)."""
+        path = os.path.join(self.claimed_folder, f"{_boot_id()}-{os.getpid()}")
+        if getattr(self, "_owner_made", None) != path:
+            os.makedirs(path, exist_ok=True)
+            self._owner_made = path
+        return path
+
+    def _recover_orphans(self) -> None:
+        """Put back the messages claimed by consumers that are gone (kill -9, a crash, a reboot):
+        they were never acknowledged, so they are delivered again (tasks are safe to run twice).
+        """
+        try:
+            owners = os.listdir(self.claimed_folder)
+        except FileNotFoundError:
+            return
+        for owner in owners:
+            boot, _, pid = owner.rpartition("-")
+            folder = os.path.join(self.claimed_folder, owner)
+            if not pid.isdigit() or not os.path.isdir(folder) or _alive(boot, int(pid)):
+                continue
+            restored = 0
+            for name in os.listdir(folder):
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(os.path.join(folder, name), os.path.join(self.data_folder_in, name))
+                    restored += 1
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+            if restored:
+                log.warning(
+                    "broker: %d unacknowledged message(s) of a consumer that is gone (%s) "
+                    "put back in the queue",
+                    restored,
+                    owner,
+                )
 
     def _set_aside(self, claimed: str, name: str, queue: str, exc: Exception) -> None:
         target = os.path.join(self.dead_letter_folder, name)
@@ -110,18 +231,15 @@ class Channel(filesystem.Channel):
         )
 
     def _purge(self, queue):
-        suffix = f".{queue}{SUFFIX}"
         count = 0
-        for name in os.listdir(self.data_folder_in):
-            if name.endswith(suffix):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(self.data_folder_in, name))
-                    count += 1
+        for name in self._names(queue):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.data_folder_in, name))
+                count += 1
         return count
 
     def _size(self, queue):
-        suffix = f".{queue}{SUFFIX}"
-        return sum(1 for name in os.listdir(self.data_folder_in) if name.endswith(suffix))
+        return len(self._names(queue))
 
     # --- exchange tables (fanout bindings) -----------------------------------------------------
     @contextlib.contextmanager

@@ -68,6 +68,9 @@ CELERY_BROKER_URL = env.url(
     default=_broker_default,
 )
 CELERY_BROKER_DIR = DATA_DIR / "broker"
+# Messages a worker cannot read or run are moved here (with a note saying why), whatever the
+# broker: the embedded one's unreadable files, any broker's malformed task messages.
+EMS_DEAD_LETTER_DIR = CELERY_BROKER_DIR / "dead-letter"
 if CELERY_BROKER_URL.startswith("filesystem"):
     # The embedded broker: portal.filebroker writes and claims message files atomically and
     # sets unreadable ones aside in dead-letter/ (kombu's own filesystem transport does not).
@@ -78,7 +81,7 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "processed_folder": str(CELERY_BROKER_DIR / "processed"),
         "control_folder": str(CELERY_BROKER_DIR / "control"),
         "claimed_folder": str(CELERY_BROKER_DIR / "claimed"),
-        "dead_letter_folder": str(CELERY_BROKER_DIR / "dead-letter"),
+        "dead_letter_folder": str(EMS_DEAD_LETTER_DIR),
         "store_processed": False,
     }
 else:

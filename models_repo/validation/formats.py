@@ -5,7 +5,6 @@ Messages say what is missing or wrong in words a user can act on.
 
 from __future__ import annotations
 
-import json
 import struct
 from xml.etree.ElementTree import ParseError
 
@@ -13,6 +12,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 from models_repo.validation.folder import ModelFolder
+from portal import jsonlimits
 
 
 def _local_name(tag: str) -> str:
@@ -92,7 +92,7 @@ def decode_angel_meta(data: bytes) -> dict:
     (length,) = struct.unpack(">i", data[:4])
     if length < 0 or len(data) < 4 + length:
         raise ValueError(f"declares {length} bytes of JSON but holds {len(data) - 4}")
-    meta = json.loads(data[4 : 4 + length].decode("utf-8"))
+    meta = jsonlimits.loads(data[4 : 4 + length].decode("utf-8"))
     if not isinstance(meta, dict):
         raise ValueError("its JSON is not an object")
     return meta
@@ -105,7 +105,7 @@ def angel(folder: ModelFolder) -> list[str]:
         problems.append("graph.json is missing.")
     else:
         try:
-            graph = json.loads(folder.read("graph.json").decode("utf-8"))
+            graph = jsonlimits.loads(folder.read("graph.json").decode("utf-8"))
             if not isinstance(graph, dict) or not isinstance(graph.get("layers"), list):
                 problems.append("graph.json has no 'layers' list.")
         except (ValueError, UnicodeDecodeError) as exc:

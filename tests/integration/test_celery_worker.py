@@ -3,6 +3,7 @@ the embedded filesystem broker, and through the /healthz round trip."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -113,6 +114,34 @@ def _embedded(tmp_path) -> tuple[Celery, dict[str, str]]:
     return app, env
 
 
+def test_malformed_task_message_on_redis_is_set_aside(redis_url, tmp_path):
+    """Any broker: a task message whose body has the wrong shape stopped the worker
+    ("Unrecoverable error: ValueError"); now it is logged, rejected and set aside."""
+    queue = f"ems-test-{secrets.token_hex(4)}"
+    env = {
+        "DEBUG": "1",
+        "EMS_DATA_DIR": str(tmp_path),
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": redis_url,
+    }
+    app = _client_app(redis_url, redis_url, {})
+    with celery_worker(env, queue) as worker:
+        _round_trip(app, queue)
+        with app.connection_for_write() as conn:
+            conn.Producer().publish(
+                '"not a list"',
+                routing_key=queue,
+                headers={"task": "portal.ping", "id": secrets.token_hex(8), "lang": "py"},
+                content_type="application/json",
+                content_encoding="utf-8",
+            )
+        _round_trip(app, queue)
+        assert worker.poll() is None, "the worker died"
+    dead = list((tmp_path / "broker" / "dead-letter").glob("*.task.json"))
+    assert len(dead) == 1
+    assert json.loads(dead[0].read_text())["body"] == '"not a list"'
+
+
 def test_worker_on_embedded_broker_runs_a_task(tmp_path):
     queue = f"ems-test-{secrets.token_hex(4)}"
     app, env = _embedded(tmp_path)
@@ -149,12 +178,39 @@ def test_bad_messages_are_set_aside_and_the_worker_lives_on(tmp_path):
             "a-list": b"[1, 2, 3]",
             "no-properties": json.dumps({"body": "e30="}).encode(),
             "bad-base64": json.dumps({**envelope, "body": "e30"}).encode(),
+            "list-tag": json.dumps(
+                {**envelope, "properties": {**envelope["properties"], "delivery_tag": [1]}}
+            ).encode(),
         }
         # Readable by the transport, wrong for Celery: its own error paths drop them.
         celery_bad = {
             "no-task-header": json.dumps(envelope).encode(),
             "unknown-task": json.dumps(
                 {**envelope, "headers": {"task": "no.such.task", "id": "1"}}
+            ).encode(),
+            "ping-with-a-string-body": json.dumps(
+                {
+                    **envelope,
+                    "headers": {"task": "portal.ping", "id": "2", "lang": "py"},
+                    "body": base64.b64encode(b'"not a list"').decode(),
+                }
+            ).encode(),
+            "ping-without-delivery-info": json.dumps(
+                {
+                    **envelope,
+                    "headers": {"task": "portal.ping", "id": "3", "lang": "py"},
+                    "body": base64.b64encode(b'[["x"], {}, {}]').decode(),
+                    "properties": {
+                        k: v for k, v in envelope["properties"].items() if k != "delivery_info"
+                    },
+                }
+            ).encode(),
+            "ping-with-bad-args": json.dumps(
+                {
+                    **envelope,
+                    "headers": {"task": "portal.ping", "id": "4", "lang": "py"},
+                    "body": base64.b64encode(b'[{"a": 1}, [], {}]').decode(),
+                }
             ).encode(),
         }
         for index, (label, data) in enumerate({**unreadable, **celery_bad}.items()):
@@ -164,8 +220,17 @@ def test_bad_messages_are_set_aside_and_the_worker_lives_on(tmp_path):
             time.sleep(0.2)
         _round_trip(app, queue)
         assert worker.poll() is None, "the worker died"
+        # Every message the worker took was acknowledged: none is left claimed.
+        deadline = time.monotonic() + 20
+        while _claimed_files(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _claimed_files(tmp_path)
     names = sorted(p.name for p in dead.glob("*.msg"))
     assert {n.split("_", 1)[1].split(".")[0] for n in names} == set(unreadable)
+    # Celery could not make a request of this one: set aside with the reason, worker alive.
+    tasks = [json.loads(p.read_text()) for p in dead.glob("*.task.json")]
+    assert [t["body"] for t in tasks] == ['"not a list"']
+    assert "too many values to unpack" in tasks[0]["reason"]
     for name in names:
         assert (dead / f"{name}.why").read_text().strip()
     assert not [p for p in folder.iterdir() if p.name.endswith(f".{queue}.msg")]
@@ -186,3 +251,59 @@ def test_healthz_round_trip_through_a_real_worker(client, settings):
     assert response.status_code == 200, body
     assert body["checks"]["worker"]["ok"] is True
     assert body["checks"]["worker"]["detail"] == "pong"
+
+
+CONSUMER = """
+import json, sys, time
+from kombu import Connection
+conn = Connection("filesystem://", transport="portal.filebroker:Transport",
+                  transport_options=json.loads(sys.argv[1]))
+queue = conn.SimpleQueue("jobs")
+message = queue.get(timeout=60)
+print(json.dumps(message.payload), flush=True)
+if sys.argv[2] == "ack":
+    message.ack()
+    print("acked", flush=True)
+time.sleep(600)
+"""
+
+
+def _consumer(options: dict, mode: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", CONSUMER, json.dumps(options), mode],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _claimed_files(tmp_path) -> list:
+    return [p for p in (tmp_path / "broker" / "claimed").glob("*/*") if p.is_file()]
+
+
+def test_a_killed_consumers_unacknowledged_message_is_delivered_again(tmp_path):
+    """kill -9 of a consumer holding an unacknowledged message: the message stays in its
+    claimed folder, and the next consumer to open a channel puts it back and gets it; once
+    acknowledged, nothing is left anywhere."""
+    app, _ = _embedded(tmp_path)
+    options = app.conf.broker_transport_options
+    with app.connection_for_write() as conn:
+        conn.SimpleQueue("jobs").put({"n": 1})
+    first = _consumer(options, "hold")
+    try:
+        assert json.loads(first.stdout.readline()) == {"n": 1}
+        assert len(_claimed_files(tmp_path)) == 1
+    finally:
+        first.kill()
+        first.wait()
+    queue = tmp_path / "broker" / "queue"
+    assert not list(queue.glob("*.msg"))
+    second = _consumer(options, "ack")
+    try:
+        assert json.loads(second.stdout.readline()) == {"n": 1}
+        assert second.stdout.readline().strip() == "acked"
+        assert not _claimed_files(tmp_path)
+        assert not list(queue.glob("*.msg"))
+    finally:
+        second.kill()
+        second.wait()

@@ -87,3 +87,15 @@ def test_check_depth_is_iterative():
     assert jsonlimits.check_depth({"a": [{"b": [1, 2]}]}, 4) == {"a": [{"b": [1, 2]}]}
     with pytest.raises(jsonlimits.JSONTooDeep):
         jsonlimits.check_depth({"a": [{"b": [1, 2]}]}, 3)
+
+
+@pytest.mark.parametrize("depth", (1_000, 100_000))
+def test_a_deep_angel_meta_in_a_model_folder_is_a_validation_problem(depth):
+    """Model files are JSON too: a deep one is reported like any undecodable file."""
+    import struct
+
+    from models_repo.validation.formats import decode_angel_meta
+
+    text = nested(depth).encode()
+    with pytest.raises(ValueError, match="nested deeper than 64 levels"):
+        decode_angel_meta(struct.pack(">i", len(text)) + text)
