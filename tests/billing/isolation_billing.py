@@ -10,10 +10,9 @@ MONTH = date(2026, 1, 1)
 def _setup(ctx):
     from billing import bills, exports, metering, services
     from billing.models import MeterState
+    from models_repo import bootstrap
     from tests.billing.conftest import make_instance, make_service, set_price
     from tests.serving.conftest import make_group
-
-    from models_repo import bootstrap
 
     bootstrap.run(demo=False, log=lambda line: None)  # regions (this setup runs first)
     set_price("cpu", "0.120000", datetime(2000, 1, 1, tzinfo=UTC))

@@ -160,7 +160,7 @@ def test_an_expired_purchase_refuses_deploys_then_stops_services(
     # expiry: deploys refused at once, the service keeps running during the grace period
     after = purchase.ends_at + timedelta(minutes=1)
     assert services.purchases_check(after)["expired"] == 1
-    with pytest.raises(limits.LimitExceeded, match="ended on .*renew it"):
+    with pytest.raises(limits.LimitExceeded, match=r"ended on .*renew it"):
         with_time(after, serving.service_deploy, actor=owner.membership, version=angel_version,
                   group=group, name="ded2", size=size)  # fmt: skip
     running.refresh_from_db()
