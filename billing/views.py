@@ -12,6 +12,7 @@ from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from accounts import authz
@@ -59,7 +60,23 @@ def overview(request):
     )
     used = None
     if budget is not None and budget.monthly_amount > 0:
-        used = int(bills.month_to_date(actor.tenant_id) * 100 / budget.monthly_amount)
+        current = bills.month_start(bills.timezone.now()).date()
+        spent = (
+            sum((x["amount"] for x in view.lines), Decimal(0))
+            if month == current
+            else bills.month_to_date(actor.tenant_id)
+        )
+        used = int(spent * 100 / budget.monthly_amount)
+    # one reverse for all lines: a thousand {% url %} tags cost more than the rest of the page
+    href = reverse("serving:service-detail", args=["ems-00000000"]).replace("ems-00000000", "{}")
+    lines = [
+        {
+            **line,
+            "href": href.format(line["service_id"]) if line["service_id"] else "",
+            "amount_text": str(line["amount"].quantize(Decimal("0.0001"))),
+        }
+        for line in view.lines
+    ]
     purchases = (
         Purchase.objects.for_actor(actor, "billing:DescribePurchases")
         .select_related("group")
@@ -68,6 +85,7 @@ def overview(request):
     context = {
         "month": month,
         "bill": view,
+        "lines": lines,
         "months": selectors.bill_months(actor=actor),
         "chart": chart,
         "budget": budget,

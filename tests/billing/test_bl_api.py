@@ -228,3 +228,9 @@ def test_estimate(owner, public_group, prices):
         "/api/v1/services/estimate/", {"resource_group": public_group.pk}, format="json"
     )
     assert res.status_code == 400 and "quota_type" in res.json()
+
+
+def test_the_deploy_form_asks_for_the_estimate(owner, catalogue):
+    page = owner.client.get("/services/new/")
+    assert page.status_code == 200
+    assert "/api/v1/services/estimate/" in page.content.decode()
