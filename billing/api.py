@@ -21,6 +21,7 @@ from billing.models import Bill, Budget, Price, Purchase, UsageRecord
 
 class PriceSerializer(serializers.ModelSerializer):
     region = serializers.CharField(source="region.name", read_only=True)
+    quota_type = serializers.CharField(read_only=True, help_text="cpu or gpu")
     unit_price_per_hour = serializers.DecimalField(max_digits=14, decimal_places=6)
 
     class Meta:
