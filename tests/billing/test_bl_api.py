@@ -234,3 +234,54 @@ def test_the_deploy_form_asks_for_the_estimate(owner, catalogue):
     page = owner.client.get("/services/new/")
     assert page.status_code == 200
     assert "/api/v1/services/estimate/" in page.content.decode()
+
+
+def test_bootstrap_writes_default_prices_and_the_beat_schedule_once(catalogue):
+    from django_celery_beat.models import PeriodicTask
+
+    from billing import bootstrap
+    from billing.models import Price
+    from models_repo.models import Region
+
+    lines = []
+    bootstrap.run(demo=False, log=lines.append)
+    bootstrap.run(demo=False, log=lines.append)
+    regions = Region.objects.filter(is_active=True).count()
+    assert Price.objects.count() == 2 * regions
+    tasks = set(PeriodicTask.objects.values_list("task", flat=True))
+    assert {"billing.meter", "billing.housekeeping"} <= tasks
+    assert sum("scheduled" in line for line in lines) == 2
+
+
+def test_price_set_refuses_the_metered_past(owner, catalogue, prices):
+    from django.core.exceptions import ValidationError
+
+    from billing.models import MeterState
+    from models_repo.models import Region
+
+    MeterState.objects.create(name="usage", watermark=datetime(2026, 3, 1, tzinfo=UTC))
+    region = Region.objects.get(name="ap-beijing")
+    with pytest.raises(ValidationError, match="already metered"):
+        services.price_set(
+            operator=owner.user,
+            region=region,
+            quota_type="cpu",
+            unit_price_per_hour="0.2",
+            effective_from=datetime(2026, 2, 1, tzinfo=UTC),
+        )
+    row = services.price_set(
+        operator=owner.user,
+        region=region,
+        quota_type="cpu",
+        unit_price_per_hour="0.2",
+        effective_from=datetime(2026, 3, 2, 0, 0, 0, 123, tzinfo=UTC),
+    )
+    assert row.effective_from == datetime(2026, 3, 2, tzinfo=UTC)
+    with pytest.raises(ValidationError, match="decimals"):
+        services.price_set(
+            operator=owner.user,
+            region=region,
+            quota_type="cpu",
+            unit_price_per_hour="0.12345678",
+            effective_from=datetime(2026, 3, 3, tzinfo=UTC),
+        )
