@@ -255,11 +255,13 @@ def test_bootstrap_writes_default_prices_and_the_beat_schedule_once(catalogue):
 
 def test_price_set_refuses_the_metered_past(owner, catalogue, prices):
     from django.core.exceptions import ValidationError
+    from django.utils import timezone
 
     from billing.models import MeterState
     from models_repo.models import Region
 
-    MeterState.objects.create(name="usage", watermark=datetime(2026, 3, 1, tzinfo=UTC))
+    now = timezone.now().replace(microsecond=0)
+    MeterState.objects.create(name="usage", watermark=now + timedelta(hours=1))
     region = Region.objects.get(name="ap-beijing")
     with pytest.raises(ValidationError, match="already metered"):
         services.price_set(
@@ -267,21 +269,33 @@ def test_price_set_refuses_the_metered_past(owner, catalogue, prices):
             region=region,
             quota_type="cpu",
             unit_price_per_hour="0.2",
-            effective_from=datetime(2026, 2, 1, tzinfo=UTC),
+            effective_from=now + timedelta(minutes=30),
+        )
+    MeterState.objects.update(watermark=now - timedelta(hours=1))
+    with pytest.raises(ValidationError, match="already metered"):
+        services.price_set(
+            operator=owner.user,
+            region=region,
+            quota_type="cpu",
+            unit_price_per_hour="0.2",
+            effective_from=now - timedelta(minutes=30),
         )
     row = services.price_set(
         operator=owner.user,
         region=region,
         quota_type="cpu",
         unit_price_per_hour="0.2",
-        effective_from=datetime(2026, 3, 2, 0, 0, 0, 123, tzinfo=UTC),
+        effective_from=now + timedelta(days=1, microseconds=123),
     )
-    assert row.effective_from == datetime(2026, 3, 2, tzinfo=UTC)
+    assert row.effective_from == now + timedelta(days=1)
+    from django.contrib.admin.models import LogEntry
+
+    assert LogEntry.objects.filter(object_id=str(row.pk), user=owner.user).exists()
     with pytest.raises(ValidationError, match="decimals"):
         services.price_set(
             operator=owner.user,
             region=region,
             quota_type="cpu",
             unit_price_per_hour="0.12345678",
-            effective_from=datetime(2026, 3, 3, tzinfo=UTC),
+            effective_from=now + timedelta(days=2),
         )
