@@ -146,9 +146,7 @@ def bench_window():
     from serving.models import Instance
 
     facts = list(
-        metering._values(Instance.objects.filter(revision__quota_count__gt=0)).order_by("pk")[
-            :1000
-        ]
+        metering._values(Instance.objects.filter(revision__quota_count__gt=0)).order_by("pk")[:1000]
     )
     ws = T0 + timedelta(minutes=1)
     start = time.perf_counter()

@@ -19,9 +19,9 @@ from django.utils import timezone
 
 from accounts import authz
 from accounts.audit import record
-from gateway.tokens import decrypt, encrypt, generate_token, token_sha256
 from serving import events
 from serving.models import Service, ServiceToken
+from gateway.tokens import decrypt, encrypt, generate_token, token_sha256
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_http_methods
 
 from accounts import authz
-from gateway.tokens import decrypt
 from serving import access, selectors
+from gateway.tokens import decrypt
 
 CONSOLE_MAX_BODY = 1 << 20
 CONSOLE_TIMEOUT = 30.0
