@@ -1,8 +1,15 @@
 from django.apps import AppConfig
 
 
-def _member(request) -> bool:
-    return getattr(request, "actor", None) is not None
+def _reads_bills(request) -> bool:
+    actor = getattr(request, "actor", None)
+    if actor is None:
+        return False
+    from accounts import authz
+
+    return authz.is_allowed(
+        actor, "billing:DescribeBills", authz.resource_name(actor.tenant, "bill", "*")
+    )
 
 
 class BillingConfig(AppConfig):
@@ -11,4 +18,4 @@ class BillingConfig(AppConfig):
     name = "billing"
     verbose_name = "Billing"
     default_auto_field = "django.db.models.BigAutoField"
-    nav_items = (("Billing", "billing:overview", _member),)
+    nav_items = (("Billing", "billing:overview", _reads_bills),)

@@ -235,3 +235,18 @@ def daily_costs(tenant_id, month: date) -> list[tuple[date, Decimal]]:
         out.append((day, rows.get(day, Decimal(0))))
         day += timedelta(days=1)
     return out
+
+
+def service_cost(service, now: datetime | None = None) -> dict:
+    """A service's usage cost so far (all time and this month), rounded to the cent."""
+    now = now or timezone.now()
+    first = month_start(now).date()
+    rows = UsageDaily.objects.filter(service=service)
+    total = rows.aggregate(a=Sum("amount"))["a"] or Decimal(0)
+    month = rows.filter(day__gte=first).aggregate(a=Sum("amount"))["a"] or Decimal(0)
+    return {
+        "total": round_cent(total),
+        "month": round_cent(month),
+        "currency": settings.EMS_BILLING_CURRENCY,
+        "dedicated": not service.group.is_public,
+    }

@@ -254,18 +254,65 @@ def close_window(window_start: datetime, book: PriceBook | None = None) -> int |
             deltas_chunk: dict = {}
             for row in chunk:
                 _delta(deltas_chunk, row)
-            UsageRecord.objects.bulk_create(
-                [UsageRecord(**row, recorded_at=now) for row in chunk],
-                update_conflicts=True,
-                unique_fields=["instance", "window_start"],
-                update_fields=ROW_FIELDS,
-            )
+            _upsert(chunk, now)
             for key, (seconds, amount) in deltas_chunk.items():
                 entry = deltas.setdefault(key, [0, Decimal(0)])
                 entry[0] += seconds
                 entry[1] += amount
         _add_daily(deltas)
     return len(rows)
+
+
+UPSERT_COLUMNS = [
+    ("tenant_id", "bigint"),
+    ("instance_id", "bigint"),
+    ("service_id", "bigint"),
+    ("window_start", "timestamptz"),
+    ("window_end", "timestamptz"),
+    ("seconds", "integer"),
+    ("quota_type", "text"),
+    ("quota_count", "integer"),
+    ("unit_price_per_hour", "numeric"),
+    ("price_seconds", "numeric"),
+    ("amount", "numeric"),
+    ("currency", "text"),
+    ("segments", "jsonb"),
+    ("billed_until", "timestamptz"),
+    ("recorded_at", "timestamptz"),
+]
+
+
+def _upsert(rows: list[dict], now) -> None:
+    """Insert-or-update rows on (instance, window_start) in one statement. On PostgreSQL the
+    columns travel as 15 arrays (``unnest``), which keeps a 1,000-row batch one cheap query;
+    elsewhere Django's ``bulk_create(update_conflicts=True)``."""
+    if connection.vendor != "postgresql":
+        UsageRecord.objects.bulk_create(
+            [UsageRecord(**row, recorded_at=now) for row in rows],
+            update_conflicts=True,
+            unique_fields=["instance", "window_start"],
+            update_fields=ROW_FIELDS,
+        )
+        return
+    import json
+
+    table = UsageRecord._meta.db_table
+    names = [name for name, _ in UPSERT_COLUMNS]
+    arrays = [[] for _ in names]
+    for row in rows:
+        values = {**row, "recorded_at": now, "segments": json.dumps(row["segments"])}
+        for index, name in enumerate(names):
+            arrays[index].append(values[name])
+    unnest = ", ".join(f"%s::{kind}[]" for _, kind in UPSERT_COLUMNS)
+    updates = ", ".join(
+        f"{name} = excluded.{name}" for name in names if name not in ("instance_id", "window_start")
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({unnest}) "  # noqa: S608
+            f"ON CONFLICT (instance_id, window_start) DO UPDATE SET {updates}",
+            arrays,
+        )
 
 
 def correction_floor(now: datetime) -> datetime:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from billing import bills
-from billing.models import BillingEvent, Budget, Purchase, QuotaLimit, UsageRecord
+from billing.models import BillingEvent, Budget, Purchase, QuotaLimit, UsageDaily, UsageRecord
 
 
 def usage(*, actor, month=None, service_id: str | None = None):
@@ -53,4 +53,8 @@ def bill_months(*, actor) -> list:
         Bill.objects.for_actor(actor, "billing:DescribeBills").values_list("month", flat=True)
     )
     months.add(bills.month_start(datetime.now(UTC)).date())
+    # closed months whose bills are not final yet
+    months |= set(
+        UsageDaily.objects.for_actor(actor, "billing:DescribeBills").dates("day", "month")
+    )
     return sorted(months, reverse=True)

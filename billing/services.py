@@ -71,13 +71,20 @@ def price_set(
             {"currency": f"Prices are in {settings.EMS_BILLING_CURRENCY} (EMS_BILLING_CURRENCY)."}
         )
     effective_from = effective_from.replace(microsecond=0)
+    # Not inside closed windows (bills stay exact), nor before what a meter pass that loaded its
+    # prices a moment ago may still close (it closes windows up to its own now - lag).
     state = MeterState.objects.filter(name="usage").first()
-    if state is not None and effective_from < state.watermark:
+    earliest = timezone.now().replace(microsecond=0) - timedelta(
+        seconds=settings.EMS_METERING_LAG_SECONDS
+    )
+    if state is not None:
+        earliest = max(earliest, state.watermark)
+    if effective_from < earliest:
         raise ValidationError(
             {
                 "effective_from": (
-                    f"Usage up to {state.watermark:%Y-%m-%d %H:%M:%S} UTC is already metered; "
-                    "a new price can start from then on."
+                    f"Usage up to {earliest:%Y-%m-%d %H:%M:%S} UTC is already metered or being "
+                    "metered; a new price can start from then on."
                 )
             }
         )

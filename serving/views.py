@@ -127,6 +127,9 @@ def service_detail(request, service_id: str):
         "scaling_form": ScalingForm.for_service(service),
         "update_form": UpdateForm(service=service, actor=actor),
     }
+    from billing.bills import service_cost  # billing: the cost line
+
+    context["cost"] = service_cost(service)
     return render(request, "serving/service_detail.html", context)
 
 

@@ -125,3 +125,7 @@ def start_meter(at: datetime):
     from billing.models import MeterState
 
     MeterState.objects.update_or_create(name="usage", defaults={"watermark": at})
+
+
+# the serving tests' fixtures: real config versions in local storage, process nodes
+from tests.serving.conftest import angel_version, dedicated, serving_env  # noqa: E402, F401
