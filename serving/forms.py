@@ -30,6 +30,7 @@ class DeployForm(forms.Form):
         label="Quota type (public groups)",
         required=False,
         choices=[("", "—")] + [(key, value["label"]) for key, value in QUOTA_TYPES.items()],
+        initial="cpu",
     )
     quota_count = forms.IntegerField(label="Quota count", required=False, min_value=1, initial=1)
     cpu_cores = forms.DecimalField(
