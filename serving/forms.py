@@ -30,6 +30,7 @@ class DeployForm(forms.Form):
         label="Quota type (public groups)",
         required=False,
         choices=[("", "—")] + [(key, value["label"]) for key, value in QUOTA_TYPES.items()],
+        initial="cpu",
     )
     quota_count = forms.IntegerField(label="Quota count", required=False, min_value=1, initial=1)
     cpu_cores = forms.DecimalField(
@@ -71,7 +72,13 @@ class DeployForm(forms.Form):
     trigger_qps = forms.IntegerField(
         label="Requests per second per instance", required=False, min_value=1, max_value=100000
     )
-    auth_enabled = forms.BooleanField(label="Generate an auth token", required=False)
+    auth_enabled = forms.BooleanField(
+        label="Generate an auth token",
+        required=False,
+        initial=True,
+        help_text="Callers send it as x-Auth-Token; without it anyone who reaches the gateway "
+        "can call the service.",
+    )
 
     def __init__(self, *args, actor, **kwargs):
         super().__init__(*args, **kwargs)
@@ -82,6 +89,26 @@ class DeployForm(forms.Form):
         )
         self.fields["resource_group"].queryset = selectors.resource_groups(actor=actor)
         self._preselect_from_version()
+
+    def choices_info(self) -> dict:
+        """For the page's script: each version's and group's region, each group's kind and free
+        capacity, so the form shows only what fits the chosen region and group."""
+        groups = {}
+        for group in self.fields["resource_group"].queryset.select_related("region"):
+            cap = group.capacity()
+            groups[str(group.pk)] = {
+                "region": group.region.name,
+                "kind": group.kind,
+                "free": (
+                    f"free now: {cap['cpu_free'] / 1000:g} cores, {cap['memory_free']} MiB"
+                    + (f", {cap['gpus_free']} GPU" if cap.get("gpus") else "")
+                ),
+            }
+        versions = {
+            str(v.pk): v.config.region.name
+            for v in self.fields["version"].queryset.select_related("config__region")
+        }
+        return {"groups": groups, "versions": versions}
 
     def _preselect_from_version(self) -> None:
         """A preselected version (``?version=``) brings its region and that region's public

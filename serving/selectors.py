@@ -41,3 +41,23 @@ def logs(*, service: Service, tail: int = 100) -> list[dict]:
             text = f"(logs unavailable: {exc.message})"
         result.append({"instance_id": instance.instance_id, "lines": text.splitlines()[-tail:]})
     return result
+
+
+def rollback_target(service):
+    """The revision a rollback returns to: the newest earlier one that differs from the current
+    (in version or size), or None."""
+    current = service.revision
+    if current is None:
+        return None
+    return (
+        service.revisions.filter(number__lt=current.number)
+        .exclude(
+            version_id=current.version_id,
+            cpu_millicores=current.cpu_millicores,
+            memory_mib=current.memory_mib,
+            gpus=current.gpus,
+        )
+        .select_related("version")
+        .order_by("-number")
+        .first()
+    )

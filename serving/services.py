@@ -17,7 +17,7 @@ from django.utils import timezone
 from accounts import authz
 from accounts.audit import record
 from models_repo.services import FolderChanged, check_version_unchanged
-from serving import events, scheduling
+from serving import events, scheduling, selectors
 from serving import scaling as scaling_policy
 from serving.access import token_issue
 from serving.models import Instance, ResourceGroup, Revision, Service, new_instance_id
@@ -519,18 +519,7 @@ def service_update(
 
 def service_rollback(*, actor, service: Service) -> Service:
     authz.check(actor, "ems:RollbackService", service)
-    current = service.revision
-    previous = (
-        service.revisions.filter(number__lt=current.number)
-        .exclude(
-            version_id=current.version_id,
-            cpu_millicores=current.cpu_millicores,
-            memory_mib=current.memory_mib,
-            gpus=current.gpus,
-        )
-        .order_by("-number")
-        .first()
-    )
+    previous = selectors.rollback_target(service)
     if previous is None:
         raise ValidationError("There is no earlier revision to roll back to.")
     return _roll(

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 
 from accounts.door import By, page, page_object, require_actor
+from models_repo.models import ModelConfig
 from serving import access, selectors, services
 from serving.forms import DeployForm, ScaleForm, ScalingForm, UpdateForm
+from serving.models import Instance
 from serving.scheduling import InsufficientResources
 
 # The buttons of the service page: the URL's <action> and the catalogue action each needs.
@@ -53,8 +56,17 @@ def _add_errors(form, exc: ValidationError) -> None:
 @page("GET", actions="ems:DescribeServices")
 def service_list(request):
     actor = require_actor(request)
-    rows = selectors.services(actor=actor)
-    return render(request, "serving/service_list.html", {"services": rows})
+    rows = (
+        selectors.services(actor=actor)
+        .select_related("config", "group", "revision__version")
+        .order_by("-created_at")
+    )
+    page = Paginator(rows, SERVICES_PER_PAGE).get_page(request.GET.get("page"))
+    context = {
+        "services": page,
+        "configs_exist": ModelConfig.objects.for_actor(actor, "ems:DescribeModelConfigs").exists(),
+    }
+    return render(request, "serving/service_list.html", context)
 
 
 @page("GET", "POST", actions="ems:CreateService")
@@ -92,7 +104,11 @@ def service_create(request):
                 auth_enabled=data["auth_enabled"],
             )
         except InsufficientResources as exc:
-            form.add_error("resource_group", exc.message)
+            form.add_error(
+                "resource_group",
+                f"{exc.message}. Pick a smaller instance size or fewer instances, another "
+                "resource group, or stop a service running on this one.",
+            )
         except services.ServiceIdUnavailable as exc:
             form.add_error(None, exc.message)
         except ValidationError as exc:
@@ -101,7 +117,8 @@ def service_create(request):
             messages.success(request, f"Deploying {service.name} ({service.service_id}).")
             return redirect("serving:service-detail", service_id=service.service_id)
     status = 400 if request.method == "POST" else 200
-    return render(request, "serving/service_form.html", {"form": form}, status=status)
+    context = {"form": form, "choices_info": form.choices_info(), "shown_fields": SHOWN_FIELDS}
+    return render(request, "serving/service_form.html", context, status=status)
 
 
 def _service(request, service_id: str):
@@ -116,11 +133,17 @@ def _service(request, service_id: str):
 def service_detail(request, service_id: str):
     actor = require_actor(request)
     service = _service(request, service_id)
+    show_all = request.GET.get("instances") == "all"
+    events = Paginator(service.events.order_by("-created_at", "-id"), EVENTS_PER_PAGE)
     context = {
         "service": service,
-        "revisions": service.revisions.select_related("version").order_by("-number"),
-        "instances": selectors.instances(service=service)[:50],
-        "events": service.events.order_by("-created_at", "-id")[:50],
+        "state": service_state(service),
+        "ready": service.instances.filter(state=Instance.RUNNING).count(),
+        "rollback_to": selectors.rollback_target(service),
+        "revisions": service.revisions.select_related("version").order_by("-number")[:20],
+        "instances": selectors.instances(service=service, live_only=not show_all)[:50],
+        "show_all_instances": show_all,
+        "events": events.get_page(request.GET.get("events")),
         "logs": selectors.logs(service=service, tail=50),
         "limits_enforced": all(node.backend != "process" for node in service.group.nodes.all()),
         "scale_form": ScaleForm(initial={"replicas": max(service.replicas, 1)}),
@@ -131,6 +154,29 @@ def service_detail(request, service_id: str):
 
     context["cost"] = service_cost(service)
     return render(request, "serving/service_detail.html", context)
+
+
+EVENTS_PER_PAGE = 20
+# The deploy form's fields its template places itself (any other field is listed after them).
+SHOWN_FIELDS = (
+    "service_type", "name", "region", "version", "resource_group", "quota_type", "quota_count",
+    "cpu_cores", "memory_mib", "gpus", "scaling_mode", "replicas", "min_replicas",
+    "max_replicas", "start_replicas", "trigger_cpu", "trigger_memory", "trigger_gpu",
+    "trigger_qps", "auth_enabled",
+)  # fmt: skip
+SERVICES_PER_PAGE = 50
+
+
+def service_state(service) -> dict:
+    """What the service's state allows, so the page offers only those buttons."""
+    running = service.desired == service.RUN
+    busy = service.status in (service.STOPPING, service.RESUMING)
+    return {
+        "can_stop": running and service.status != service.STOPPED and not busy,
+        "can_resume": not running and service.status == service.STOPPED,
+        "can_change": running and service.status not in (service.STOPPING, service.FAILED),
+        "can_scale": running and service.scaling_mode == service.MANUAL,
+    }
 
 
 @page("POST", actions=ACTIONS, object=True)

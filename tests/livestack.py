@@ -69,6 +69,7 @@ class LiveStack:
     def start(self) -> None:
         self.manage("migrate", "--noinput")
         self.manage("ems_bootstrap")
+        self.manage("collectstatic", "--noinput", "-v", "0")
         for name, command in procfile().items():
             log = (self.data_dir / f"{name}.log").open("w")
             self.procs[name] = subprocess.Popen(

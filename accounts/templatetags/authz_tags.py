@@ -1,0 +1,19 @@
+"""``{% can "ems:StopService" service as may_stop %}``: the same question the door asks, so a
+page offers only the links and forms its actor may use."""
+
+from django import template
+
+from accounts import authz
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def can(context, action: str, resource=None) -> bool:
+    request = context.get("request")
+    actor = getattr(request, "actor", None)
+    if actor is None:
+        return False
+    if resource is None:
+        resource = authz.resource_name(actor.tenant, "*", "*")
+    return authz.is_allowed(actor, action, resource)

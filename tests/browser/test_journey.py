@@ -1,0 +1,220 @@
+"""The five steps in a real browser (Debian's Chromium driven by Playwright) against a live
+portal on the embedded default: sign up → authorize the service role → a bucket → a config three
+times, once per model source (upload, pick in the browse dialog, typed address) → deploy on the
+public group → Normal without a reload → the invoke page → its curl line → roses. Every step is
+screenshotted (``EMS_SCREENSHOTS``, default docs/screenshots) and checked with axe-core: no
+serious or critical violation on the pages walked."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import service_missing
+from tests.livestack import live_stack
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+AXE = Path(__file__).with_name("axe.min.js")
+SHOTS = Path(os.environ.get("EMS_SCREENSHOTS") or ROOT / "docs" / "screenshots")
+PASSWORD = "Browser-journey-9!"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def flower(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("examples")
+    subprocess.run(
+        [sys.executable, "-m", "runtimes.examples", str(out), "--only", "flower"],
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+    return out / "flower"
+
+
+@pytest.fixture(scope="module")
+def stack():
+    live = live_stack()
+    try:
+        live.start()
+        yield live
+    finally:
+        live.stop()
+        shutil.rmtree(live.data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        service_missing("Debian's chromium is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        service_missing("playwright is not installed (requirements-dev.txt)")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Journey:
+    def __init__(self, page, base: str):
+        self.page, self.base, self.step = page, base, 0
+        self.violations: list[str] = []
+        SHOTS.mkdir(parents=True, exist_ok=True)
+
+    def go(self, path: str) -> None:
+        self.page.goto(self.base + path)
+
+    def shot(self, name: str) -> None:
+        """A screenshot for the user guide, then axe-core's serious and critical findings."""
+        self.step += 1
+        self.page.screenshot(path=str(SHOTS / f"{self.step:02d}-{name}.png"), full_page=True)
+        self.page.add_script_tag(path=str(AXE))
+        result = self.page.evaluate(
+            "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+            ".filter(v => ['serious', 'critical'].includes(v.impact))"
+            ".map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))"
+        )
+        self.violations += [f"{name}: {item}" for item in result]
+
+
+def test_five_steps_in_a_browser(stack, browser, flower, tmp_path):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    j = Journey(page, stack.web_url)
+    try:
+        _journey(j, page, stack, flower, tmp_path)
+    except Exception:
+        page.screenshot(path=str(SHOTS / "failed.png"), full_page=True)
+        raise
+    finally:
+        context.close()
+
+
+def _journey(j, page, stack, flower, tmp_path) -> None:
+    # 1. Sign up: the new main account lands on the service-role page.
+    j.go("/accounts/signup/")
+    page.fill("#id_username", "bea")
+    page.fill("#id_email", "bea@example.com")
+    page.fill("#id_password", PASSWORD)
+    page.fill("#id_tenant_name", "Bea's models")
+    j.shot("signup")
+    page.click("main button[type=submit]")
+    page.wait_for_url(re.compile(r"/accounts/service-role/"))
+    j.shot("service-role")
+
+    # 2. Authorize the service role in one click; the dashboard leads on.
+    page.click("button[name=authorize]")
+    j.go("/accounts/")
+    assert "Getting started" in page.content()
+    j.shot("dashboard")
+
+    # A bucket for the model (the bucket browser).
+    j.go("/models/browse/")
+    page.fill("#id_name", "models")
+    page.select_option("#id_region", label="ap-guangzhou")
+    page.click("text=Create bucket")
+    bucket = re.search(r"models-\d{10}", page.content()).group(0)
+    j.shot("bucket")
+
+    # 3a. A config from an uploaded folder (the upload tab, with a progress bar).
+    def config_form(name: str, tab: str) -> None:
+        j.go("/models/new/")
+        page.fill("#id_name", name)
+        page.select_option("#id_region", label="ap-guangzhou")
+        page.select_option("#id_runtime", label="TF-Serving")
+        page.check(f"input[name=source][value={tab}]")
+
+    config_form("flowers", "upload")
+    page.select_option("#id_bucket", bucket)
+    page.fill("#id_prefix", "flowers/")
+    page.set_input_files("#id_files", str(flower / "1"))
+    assert page.is_hidden("#id_address")  # only the chosen tab's fields show
+    j.shot("config-upload")
+    page.click("main button[type=submit]")
+    page.wait_for_url(re.compile(r"/models/\d+/$"), timeout=240_000)
+    assert "1.0" in page.content()
+    j.shot("config-created")
+
+    # 3b. The same folder picked in the browse dialog, without leaving the form.
+    config_form("flowers-picked", "pick")
+    page.click("#browse-open")
+    page.click(f"#browse-dialog >> text={bucket}")
+    page.click("#browse-dialog >> text=flowers/")
+    page.click("#browse-dialog >> text=Use this folder")
+    assert page.input_value("#id_prefix") == "flowers/"
+    j.shot("config-pick")
+    page.click("main button[type=submit]")
+    page.wait_for_url(re.compile(r"/models/\d+/$"), timeout=240_000)
+
+    # 3c. And typed as a cos:// address.
+    config_form("flowers-typed", "address")
+    page.fill("#id_address", f"cos://{bucket}.cos.ap-guangzhou.myqcloud.com/flowers/")
+    page.click("main button[type=submit]")
+    page.wait_for_url(re.compile(r"/models/\d+/$"), timeout=240_000)
+
+    # 4. Deploy on the public group: only the public group's fields show, auth is on.
+    j.go("/services/new/")
+    page.fill("#id_name", "flowers")
+    page.select_option("#id_region", "ap-guangzhou")
+    page.select_option("#id_version", label="flowers 1.0")
+    assert page.is_visible("#id_quota_count") and page.is_hidden("#id_memory_mib")
+    assert page.is_hidden("#id_min_replicas")  # manual scaling: no autoscaling fields
+    assert page.is_checked("#id_auth_enabled")
+    assert "free now" in page.inner_text("#group-capacity")
+    j.shot("deploy")
+    page.click("main button[type=submit]")
+    page.wait_for_url(re.compile(r"/services/ems-[a-z0-9]{8}/$"))
+    service_id = page.url.rstrip("/").rsplit("/", 1)[1]
+    j.shot("deploying")
+    # Normal arrives by itself (the page refreshes its status; no reload here).
+    page.wait_for_selector("#live-status [data-status=Normal]", timeout=240_000)
+    j.shot("normal")
+
+    # 5. The invoke page: reveal the token, run the curl line it shows.
+    j.go(f"/services/{service_id}/invoke/")
+    page.click("#reveal")
+    page.wait_for_function("!document.getElementById('curl').textContent.includes('TOKEN')")
+    curl = page.inner_text("#curl")
+    j.shot("invoke")
+    shutil.copy(flower / "flower.json", tmp_path / "flower.json")
+    answer = subprocess.run(
+        [*shlex.split(curl), "-s", "--max-time", "60"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    body = json.loads(answer.stdout)
+    assert body["predictions"][0]["classes"] == "roses", body
+
+    # Stop asks first and says what will happen.
+    j.go(f"/services/{service_id}/")
+    page.click("button[name=stop]")
+    assert "endpoint answers 503" in page.inner_text("#confirm-dialog")
+    j.shot("confirm-stop")
+    page.click("#confirm-dialog [data-answer=yes]")
+    page.wait_for_selector("#live-status [data-status=Stopped]", timeout=120_000)
+
+    assert not j.violations, "\n".join(j.violations)
