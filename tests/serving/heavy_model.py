@@ -1,9 +1,9 @@
 """A CPU-heavy SavedModel for the autoscaling tests and bench: ``python -m
-tests.serving.heavy_model OUT`` writes ``OUT/dense/1`` — four dense layers of 1024 units over a
-256-wide input (~3.4 M multiply-adds per row), deterministic weights, signature
+tests.serving.heavy_model OUT`` writes ``OUT/dense/1`` — six dense layers of 1536 units over a
+256-wide input (~12 M multiply-adds per row), deterministic weights, signature
 ``serving_default``: ``x`` float32 [None, 256] → ``y`` float32 [None, 8]. A request of 8 rows
-keeps one core busy for a few milliseconds, so a bounded load of a few dozen requests per
-second saturates an instance of half a core."""
+keeps one core busy for tens of milliseconds, so two callers at a bounded rate saturate an
+instance of half a core."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import itertools
 import sys
 from pathlib import Path
 
-WIDTH, HIDDEN, LAYERS, OUT = 256, 1024, 4, 8
+WIDTH, HIDDEN, LAYERS, OUT = 256, 1536, 6, 8
 
 
 def body(rows: int = 8) -> dict:

@@ -1,6 +1,6 @@
 """Autoscaling and scale to zero on real Docker containers behind a real gateway (``-m e2e``).
 
-A generated CPU-heavy model (four dense layers of 1024 units, ``tests/serving/heavy_model.py``)
+A generated CPU-heavy model (six dense layers of 1536 units, ``tests/serving/heavy_model.py``)
 on instances of half a core (CPU limits enforced by Docker), a bounded loopback load: the
 CPU trigger scales it out, the service returns to its minimum after a shortened window, no
 request fails across the scale events; then it sleeps at zero and a request wakes it.
@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from serving import services
+from serving import publish, services
 from serving.models import Service
 from serving.services import InstanceSize, Scaling
 from tests.gateway.conftest import GatewayProcess
@@ -56,6 +56,7 @@ def test_autoscaling_on_docker(owner, docker_group, dense_model, settings):
             ),
         )
         converge(service, lambda s: s.status == Service.NORMAL, timeout=240, what="Normal")
+        gateway.wait_generation(publish.store().generation(), timeout=10)
         body = heavy_model.body(8)
         status, _, answer = gateway.request(
             "POST", f"/{service.service_id}/v1/models/m:predict", body=body

@@ -7,7 +7,7 @@ is CPU-heavy *for its limit*: the CPU trigger at 50 % fires without loading the 
 
 from __future__ import annotations
 
-from serving import services
+from serving import publish, services
 from serving.models import Service
 from serving.services import InstanceSize, Scaling
 from tests.gateway.conftest import PREDICT_BODY, GatewayProcess
@@ -34,6 +34,7 @@ def test_autoscale_out_in_and_scale_to_zero_on_processes(
             ),
         )
         converge(service, lambda s: s.status == Service.NORMAL, what="Normal")
+        gateway.wait_generation(publish.store().generation(), timeout=10)
         control = flow.Control(service)
         control.tick()
         numbers = flow.check_scale_out_and_in(
