@@ -1,6 +1,6 @@
 """Autoscaling and scale to zero on real Docker containers behind a real gateway (``-m e2e``).
 
-A generated CPU-heavy model (six dense layers of 1536 units, ``tests/serving/heavy_model.py``)
+A generated CPU-heavy model (one 1024-wide dense layer applied 48 times, ``tests/serving/heavy_model.py``)
 on instances of half a core (CPU limits enforced by Docker), a bounded loopback load: the
 CPU trigger scales it out, the service returns to its minimum after a shortened window, no
 request fails across the scale events; then it sleeps at zero and a request wakes it.
