@@ -1,8 +1,8 @@
 """Autoscaling and scale to zero on real Docker containers behind a real gateway (``-m e2e``).
 
 A generated CPU-heavy model (one 1024-wide dense layer applied 48 times, ``tests/serving/heavy_model.py``)
-on instances of half a core (CPU limits enforced by Docker), a bounded loopback load: the
-CPU trigger scales it out, the service returns to its minimum after a shortened window, no
+on instances of half a core (CPU limits enforced by Docker), a bounded loopback load (3 callers, at most 12 requests per
+second each): the CPU trigger (30 % of the limit) scales it out, the service returns to its minimum after a shortened window, no
 request fails across the scale events; then it sleeps at zero and a request wakes it.
 """
 
@@ -52,7 +52,7 @@ def test_autoscaling_on_docker(owner, docker_group, dense_model, settings):
             name="dense",
             size=InstanceSize(cpu_millicores=500, memory_mib=1024),
             scaling=Scaling(
-                mode="auto", min=1, max=2, start=1, triggers=[{"metric": "cpu", "target": 50}]
+                mode="auto", min=1, max=2, start=1, triggers=[{"metric": "cpu", "target": 30}]
             ),
         )
         converge(service, lambda s: s.status == Service.NORMAL, timeout=240, what="Normal")
@@ -65,7 +65,7 @@ def test_autoscaling_on_docker(owner, docker_group, dense_model, settings):
         control = flow.Control(service)
         control.tick()
         numbers = flow.check_scale_out_and_in(
-            control=control, port=gateway.port, body=body, rate=15, threads=2, timeout=300
+            control=control, port=gateway.port, body=body, rate=12, threads=3, timeout=300
         )
         print(f"\ndocker: {numbers}")
         assert numbers["failures"] == [], numbers["failures"][:5]
@@ -77,7 +77,7 @@ def test_autoscaling_on_docker(owner, docker_group, dense_model, settings):
             actor=owner.membership,
             service=service,
             scaling=Scaling(
-                mode="auto", min=0, max=2, start=1, triggers=[{"metric": "cpu", "target": 50}]
+                mode="auto", min=0, max=2, start=1, triggers=[{"metric": "cpu", "target": 30}]
             ),
         )
         answer = flow.check_scale_to_zero(
