@@ -115,6 +115,25 @@ class Control:
             time.sleep(max(0.0, interval - (time.monotonic() - began)))
 
 
+def predict(port: int, service_id: str, body, *, timeout: float = 180.0):
+    """One request through the gateway: (status, headers, parsed JSON), waiting long enough
+    for a service that wakes from zero on a loaded machine."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(
+            "POST",
+            f"/{service_id}/v1/models/m:predict",
+            body=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        answer = conn.getresponse()
+        raw = answer.read()
+        headers = {k.lower(): v for k, v in answer.getheaders()}
+        return answer.status, headers, json.loads(raw) if raw else None
+    finally:
+        conn.close()
+
+
 def running(service) -> list[Instance]:
     return list(service.instances.filter(state=Instance.RUNNING))
 

@@ -1,8 +1,9 @@
 """Autoscaling and scale to zero on real Docker containers behind a real gateway (``-m e2e``).
 
-A generated CPU-heavy model (one 1024-wide dense layer applied 48 times, ``tests/serving/heavy_model.py``)
-on instances of half a core (CPU limits enforced by Docker), a bounded loopback load (3 callers, at most 12 requests per
-second each): the CPU trigger (30 % of the limit) scales it out, the service returns to its minimum after a shortened window, no
+A generated CPU-heavy model (one 1024-wide dense layer applied 48 times,
+``tests/serving/heavy_model.py``) on instances of half a core (CPU limits enforced by Docker),
+a bounded loopback load (3 callers, at most 12 requests per second each): the CPU trigger (30 %
+of the limit) scales it out, the service returns to its minimum after a shortened window, no
 request fails across the scale events; then it sleeps at zero and a request wakes it.
 """
 
@@ -43,7 +44,7 @@ def test_autoscaling_on_docker(owner, docker_group, dense_model, settings):
     settings.EMS_AUTOSCALE_STABILIZATION_SECONDS = 20
     settings.EMS_AUTOSCALE_IDLE_SECONDS = 10
     version = make_version(owner, dense_model, name="dense", runtime="tfserving")
-    gateway = GatewayProcess(settings.EMS_GATEWAY_ROUTES, EMS_GATEWAY_WAKE_TIMEOUT="120")
+    gateway = GatewayProcess(settings.EMS_GATEWAY_ROUTES, EMS_GATEWAY_WAKE_TIMEOUT="150")
     try:
         service = services.service_deploy(
             actor=owner.membership,
@@ -82,9 +83,7 @@ def test_autoscaling_on_docker(owner, docker_group, dense_model, settings):
         )
         answer = flow.check_scale_to_zero(
             control=control,
-            gateway_request=lambda: gateway.request(
-                "POST", f"/{service.service_id}/v1/models/m:predict", body=body
-            ),
+            gateway_request=lambda: flow.predict(gateway.port, service.service_id, body),
             timeout=300,
         )
         print(f"docker: request at zero answered in {answer['seconds']:.2f}s")

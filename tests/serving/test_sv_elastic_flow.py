@@ -64,9 +64,7 @@ def test_autoscale_out_in_and_scale_to_zero_on_processes(
         )
         answer = flow.check_scale_to_zero(
             control=control,
-            gateway_request=lambda: gateway.request(
-                "POST", f"/{service.service_id}/v1/models/m:predict", body=PREDICT_BODY
-            ),
+            gateway_request=lambda: flow.predict(gateway.port, service.service_id, PREDICT_BODY),
         )
         print(f"request at zero answered in {answer['seconds']:.2f}s ({answer['status']})")
         assert answer["status"] == 200, answer
