@@ -203,4 +203,9 @@ def check_scale_to_zero(*, control, gateway_request, timeout=240):
     while caller.is_alive():
         control.tick()
         caller.join(0.2)
+    if answer.get("status") != 200:  # say what the control plane did meanwhile
+        service = control.service
+        answer["events"] = [str(e) for e in service.events.order_by("created_at", "id")][-15:]
+        answer["ticks"] = control.statuses[-20:]
+        answer["wake_requests"] = publish.store().wake_requests()
     return answer
