@@ -284,7 +284,7 @@ def main() -> None:
         try:
             small = InstanceSize(cpu_millicores=100, memory_mib=512)
             b = breach(owner, angel, group, small, PREDICT_BODY, gateway, rate=30, threads=2,
-                       name="proc-breach", target=50)  # fmt: skip
+                       name="proc-breach", target=20)  # fmt: skip
             print("process breach", b, flush=True)
             rows.append(["process, Angel LR, 100 m", b])
             z = at_zero(owner, angel, group, small, PREDICT_BODY, gateway, name="proc-zero")
@@ -345,7 +345,7 @@ gateway process; the control loop at a deployment's cadence (metrics pass + auto
 5 s, wake task every 1 s, reconcile at once after a change and every 2 s while instances start).
 
 **Sustained breach → the new instance serving traffic.** A bounded loopback load (no retries;
-process backend: 2 callers at most 30 req/s each, CPU trigger 50 %; Docker: 3 callers at most
+process backend: 2 callers at most 30 req/s each, CPU trigger 20 % of 100 m; Docker: 3 callers at most
 12 req/s each, CPU trigger 30 % of half a core) starts against an automatic service at 1
 instance (max 2); "decision" is when the autoscaler raised the count, "serving" when the
 gateway reports the new instance answering.

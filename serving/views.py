@@ -12,6 +12,7 @@ from django.views.decorators.http import require_http_methods
 
 from serving import selectors, services
 from serving.forms import DeployForm, ScaleForm, ScalingForm, UpdateForm
+from serving.metrics.models import AutoscalerState
 from serving.scheduling import InsufficientResources
 
 ACTIONS = (
@@ -123,6 +124,9 @@ def service_detail(request, service_id: str):
         "limits_enforced": all(node.backend != "process" for node in service.group.nodes.all()),
         "scale_form": ScaleForm(initial={"replicas": max(service.replicas, 1)}),
         "scaling_form": ScalingForm.for_service(service),
+        "last_decision": AutoscalerState.objects.filter(service=service)
+        .values_list("last_decision", flat=True)
+        .first(),
         "update_form": UpdateForm(service=service, actor=actor),
     }
     return render(request, "serving/service_detail.html", context)
