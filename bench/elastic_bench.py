@@ -161,7 +161,7 @@ def breach(owner, version, group, size, body, gateway, *, rate, threads, name, t
 
 def at_zero(owner, version, group, size, body, gateway, *, name) -> dict:
     from serving.models import Instance
-    from tests.serving.elastic_flow import Load
+    from tests.serving.elastic_flow import Load, predict
 
     service = _deploy(owner, version, group, name, size, [{"metric": "qps", "target": 50}], low=0)
     control = Cadence(service)
@@ -177,9 +177,7 @@ def at_zero(owner, version, group, size, body, gateway, *, name) -> dict:
 
     def ask():
         began = time.monotonic()
-        status, _, answer = gateway.request(
-            "POST", f"/{service.service_id}/v1/models/m:predict", body=body
-        )
+        status, _, answer = predict(gateway.port, service.service_id, body, timeout=180)
         result.update(status=status, seconds=time.monotonic() - began, answer=answer)
 
     caller = threading.Thread(target=ask, daemon=True)
@@ -344,11 +342,11 @@ def main() -> None:
 gateway process; the control loop at a deployment's cadence (metrics pass + autoscaler every
 5 s, wake task every 1 s, reconcile at once after a change and every 2 s while instances start).
 
-**Sustained breach → the new instance serving traffic.** A bounded loopback load (no retries;
-process backend: 2 callers at most 30 req/s each, CPU trigger 20 % of 100 m; Docker: 3 callers at most
-12 req/s each, CPU trigger 30 % of half a core) starts against an automatic service at 1
-instance (max 2); "decision" is when the autoscaler raised the count, "serving" when the
-gateway reports the new instance answering.
+**Sustained breach → the new instance serving traffic.** A bounded loopback load (no
+retries; process backend: 2 callers at most 30 req/s each, CPU trigger 20 % of 100 m; Docker:
+3 callers at most 12 req/s each, CPU trigger 30 % of half a core) starts against an automatic
+service at 1 instance (max 2); "decision" is when the autoscaler raised the count, "serving"
+when the gateway reports the new instance answering.
 
 {breach_table}
 
