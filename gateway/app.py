@@ -266,4 +266,13 @@ class Gateway:
             "# TYPE ems_gateway_services gauge",
             f"ems_gateway_services {len(self.services)}",
         ]
+        if self.waker is not None:
+            lines += [
+                "# HELP ems_gateway_wake_held Requests held while their service wakes from zero.",
+                "# TYPE ems_gateway_wake_held gauge",
+                f"ems_gateway_wake_held {self.waker.count()}",
+                "# HELP ems_gateway_wake_requests_total Wake requests written to the route store.",
+                "# TYPE ems_gateway_wake_requests_total counter",
+                f"ems_gateway_wake_requests_total {self.waker.woken}",
+            ]
         return ("\n".join(lines) + "\n").encode()
