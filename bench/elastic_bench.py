@@ -124,10 +124,10 @@ def _deploy(owner, version, group, name, size, triggers, low=1, high=2):
     )
 
 
-def breach(owner, version, group, size, body, gateway, *, rate, threads, name) -> dict:
+def breach(owner, version, group, size, body, gateway, *, rate, threads, name, target) -> dict:
     from tests.serving.elastic_flow import Load, running, served_by
 
-    service = _deploy(owner, version, group, name, size, [{"metric": "cpu", "target": 50}])
+    service = _deploy(owner, version, group, name, size, [{"metric": "cpu", "target": target}])
     control = Cadence(service)
     control.run_until(lambda s: s.status == "Normal", 300)
     first = {i.instance_id for i in running(service)}
@@ -161,7 +161,7 @@ def breach(owner, version, group, size, body, gateway, *, rate, threads, name) -
 
 def at_zero(owner, version, group, size, body, gateway, *, name) -> dict:
     from serving.models import Instance
-    from tests.serving.elastic_flow import Load
+    from tests.serving.elastic_flow import Load, predict
 
     service = _deploy(owner, version, group, name, size, [{"metric": "qps", "target": 50}], low=0)
     control = Cadence(service)
@@ -177,9 +177,7 @@ def at_zero(owner, version, group, size, body, gateway, *, name) -> dict:
 
     def ask():
         began = time.monotonic()
-        status, _, answer = gateway.request(
-            "POST", f"/{service.service_id}/v1/models/m:predict", body=body
-        )
+        status, _, answer = predict(gateway.port, service.service_id, body, timeout=180)
         result.update(status=status, seconds=time.monotonic() - began, answer=answer)
 
     caller = threading.Thread(target=ask, daemon=True)
@@ -283,8 +281,8 @@ def main() -> None:
         group = make_group(tenant=owner.tenant, cpu=4000, memory=8192)
         try:
             small = InstanceSize(cpu_millicores=100, memory_mib=512)
-            b = breach(owner, angel, group, small, PREDICT_BODY, gateway, rate=25, threads=2,
-                       name="proc-breach")  # fmt: skip
+            b = breach(owner, angel, group, small, PREDICT_BODY, gateway, rate=30, threads=2,
+                       name="proc-breach", target=20)  # fmt: skip
             print("process breach", b, flush=True)
             rows.append(["process, Angel LR, 100 m", b])
             z = at_zero(owner, angel, group, small, PREDICT_BODY, gateway, name="proc-zero")
@@ -304,8 +302,8 @@ def main() -> None:
             group = make_group(tenant=owner.tenant, backend="docker", cpu=2000, memory=8192)
             try:
                 half = InstanceSize(cpu_millicores=500, memory_mib=1024)
-                b = breach(owner, dense, group, half, heavy_model.body(8), gateway, rate=15,
-                           threads=2, name="dock-breach")  # fmt: skip
+                b = breach(owner, dense, group, half, heavy_model.body(8), gateway, rate=12,
+                           threads=3, name="dock-breach", target=30)  # fmt: skip
                 print("docker breach", b, flush=True)
                 rows.append(["Docker, dense SavedModel, 500 m", b])
                 one = InstanceSize(cpu_millicores=1000, memory_mib=2048)
@@ -344,10 +342,11 @@ def main() -> None:
 gateway process; the control loop at a deployment's cadence (metrics pass + autoscaler every
 5 s, wake task every 1 s, reconcile at once after a change and every 2 s while instances start).
 
-**Sustained breach → the new instance serving traffic.** A bounded loopback load (2 callers,
-each at most 25 req/s on the process backend, 15 req/s on Docker; no retries) starts against an
-automatic service at 1 instance (CPU trigger 50 %, max 2); "decision" is when the autoscaler
-raised the count, "serving" when the gateway reports the new instance answering.
+**Sustained breach → the new instance serving traffic.** A bounded loopback load (no
+retries; process backend: 2 callers at most 30 req/s each, CPU trigger 20 % of 100 m; Docker:
+3 callers at most 12 req/s each, CPU trigger 30 % of half a core) starts against an automatic
+service at 1 instance (max 2); "decision" is when the autoscaler raised the count, "serving"
+when the gateway reports the new instance answering.
 
 {breach_table}
 

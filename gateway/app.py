@@ -216,8 +216,17 @@ class Gateway:
             self.waker.routes_applied()
 
     def collect(self) -> None:
-        """Forget upstreams no route references once their in-flight requests finished."""
+        """Forget upstreams no route references once their in-flight requests finished, and
+        the counters of services and instances that no route names any more (so they stay
+        bounded however often services scale)."""
         used = {id(u) for s in self.services.values() for u in s.instances}
+        routed = {u.id for s in self.services.values() for u in s.instances}
+        for sid, st in list(self.stats.items()):
+            if sid not in self.services:
+                del self.stats[sid]
+                continue
+            for iid in [i for i in st.instances if i not in routed]:
+                del st.instances[iid]
         idle_since = time.monotonic() - IDLE_SECONDS
         for key, up in list(self.upstreams.items()):
             if id(up) not in used and up.inflight == 0 and not up.probing:
@@ -376,4 +385,13 @@ class Gateway:
             "# TYPE ems_gateway_services gauge",
             f"ems_gateway_services {len(self.services)}",
         ]
+        if self.waker is not None:
+            lines += [
+                "# HELP ems_gateway_wake_held Requests held while their service wakes from zero.",
+                "# TYPE ems_gateway_wake_held gauge",
+                f"ems_gateway_wake_held {self.waker.count()}",
+                "# HELP ems_gateway_wake_requests_total Wake requests written to the route store.",
+                "# TYPE ems_gateway_wake_requests_total counter",
+                f"ems_gateway_wake_requests_total {self.waker.woken}",
+            ]
         return ("\n".join(lines) + "\n").encode()

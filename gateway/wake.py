@@ -3,8 +3,8 @@
 A route with ``"wake": true`` belongs to an automatic service whose minimum is 0. When such a
 route has no healthy instance, the gateway does not answer 503 at once: it
 
-1. writes a **wake request** for the service to the route store (``RouteStore.wake``; at most
-   once a second per service) — the control plane's wake task reads it and scales the service
+1. writes a **wake request** for the service to the route store (``RouteStore.wake``; again
+   every second while requests are held) — the control plane's wake task reads it and scales the service
    to one instance through its own (audited) service layer;
 2. **holds** the request (no task, no thread: the connection simply waits) until a route with a
    healthy instance for the service is applied, then forwards it as any other request;
@@ -46,19 +46,26 @@ class Waker:
         loop = self.gw.loop
         timer = loop.call_later(self.timeout, self._expire, sid, conn)
         self.held.setdefault(sid, []).append((conn, req, conn.started, timer))
-        now = time.monotonic()
-        if now - self.asked.get(sid, 0.0) >= WAKE_EVERY:
-            self.asked[sid] = now
-            loop.run_in_executor(None, self._ask, sid)
+        if sid not in self.asked:
+            self._tick(sid)
         return True
+
+    def _tick(self, sid: str) -> None:
+        """Write the wake request now and again every WAKE_EVERY while requests are held, so
+        a request lost or cleared by the control plane at the wrong moment is asked again."""
+        if not self.held.get(sid):
+            self.asked.pop(sid, None)
+            return
+        self.asked[sid] = time.monotonic()
+        self.gw.loop.run_in_executor(None, self._ask, sid)
+        self.gw.loop.call_later(WAKE_EVERY, self._tick, sid)
 
     def _ask(self, sid: str) -> None:
         try:
             self.store.wake(sid)
             self.woken += 1
-        except Exception as exc:  # the store is down: the hold bound still answers the caller
-            log.warning("cannot write the wake request of %s: %s", sid, exc)
-            self.asked.pop(sid, None)
+        except Exception as exc:  # the store is down: asked again in a second; the hold bound
+            log.warning("cannot write the wake request of %s: %s", sid, exc)  # still answers
 
     def routes_applied(self) -> None:
         """Resume the held requests of every service that now has a healthy instance (or no
@@ -67,8 +74,7 @@ class Waker:
             svc = self.gw.services.get(sid)
             if svc is not None and svc.wake and not svc.healthy:
                 continue
-            waiting = self.held.pop(sid)
-            self.asked.pop(sid, None)
+            waiting = self.held.pop(sid)  # the _tick chain of sid ends by itself
             for conn, req, started, timer in waiting:
                 timer.cancel()
                 self._resume(conn, req, started)

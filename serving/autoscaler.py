@@ -186,8 +186,10 @@ def autoscale_all(result, *, now: dt.datetime | None = None) -> dict[str, int]:
 def autoscale_service(service: Service, metrics, *, now: dt.datetime) -> int:
     state, _ = AutoscalerState.objects.get_or_create(service=service)
     policy = Policy.of(service)
-    if metrics.rps:
+    fields = ["recommendations", "last_decision", "updated_at"]  # only what this pass owns:
+    if metrics.rps:  # the wake task writes the others concurrently
         state.last_request_at = now
+        fields.append("last_request_at")
     idle_since = max(
         t for t in (state.last_request_at, state.last_scale_at, state.created_at) if t is not None
     )
@@ -233,16 +235,18 @@ def autoscale_service(service: Service, metrics, *, now: dt.datetime) -> int:
             service_autoscale(
                 service=service,
                 replicas=desired,
+                expected=service.replicas,
                 message=_message(service.replicas, desired, decision),
                 detail=decision.numbers,
                 kind=events.SLEEPING if desired == 0 else events.AUTOSCALED,
             )
             state.last_scale_at = now
+            fields.append("last_scale_at")
         except InsufficientResources as exc:  # claimed by someone else meanwhile
             events.emit(service, events.CAPPED, exc.message, level=ServiceEvent.WARNING)
             desired = service.replicas
     state.updated_at = now
-    state.save()
+    state.save(update_fields=fields)
     return desired
 
 
@@ -278,6 +282,7 @@ def process_wakes(store=None) -> list[str]:
                 service_autoscale(
                     service=service,
                     replicas=wanted,
+                    expected=0,
                     message=f"woken by a request: 0 → {wanted}",
                     detail={"reason": "request at zero instances", "desired": wanted},
                     kind=events.WOKEN,

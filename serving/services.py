@@ -386,16 +386,30 @@ def service_scale(*, actor, service: Service, replicas: int) -> Service:
 
 
 def service_autoscale(
-    *, service: Service, replicas: int, message: str, detail: dict, kind: str = events.SCALED
+    *,
+    service: Service,
+    replicas: int,
+    message: str,
+    detail: dict,
+    kind: str = events.SCALED,
+    expected: int | None = None,
 ) -> Service:
     """The platform's path for the autoscaler (and a wake-up): no person's policy applies, the
     audit row names the system as actor. Only for a running automatic service; the count is
-    clamped to 0..MAX_REPLICAS."""
+    clamped to 0..MAX_REPLICAS. With ``expected``, nothing happens unless the service still has
+    that count (the row is locked): a decision made on a count that changed meanwhile (a
+    wake-up, a policy change) is dropped, not applied over it."""
     replicas = max(0, min(int(replicas), MAX_REPLICAS))
     with transaction.atomic():
-        service = Service.objects.select_related("revision", "group", "tenant").get(pk=service.pk)
+        service = (
+            Service.objects.select_for_update(of=("self",))
+            .select_related("revision", "group", "tenant")
+            .get(pk=service.pk)
+        )
         if service.scaling_mode != Service.AUTO or service.desired != Service.RUN:
             raise ValidationError("Only a running automatic service is scaled automatically.")
+        if expected is not None and service.replicas != expected:
+            return service
         before = service.replicas
         _scale_rows(service, replicas)
         if replicas == 0:

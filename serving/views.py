@@ -12,6 +12,7 @@ from accounts.door import By, page, page_object, require_actor
 from models_repo.models import ModelConfig
 from serving import access, selectors, services
 from serving.forms import DeployForm, ScaleForm, ScalingForm, UpdateForm
+from serving.metrics.models import AutoscalerState
 from serving.models import Instance
 from serving.scheduling import InsufficientResources
 
@@ -148,6 +149,9 @@ def service_detail(request, service_id: str):
         "limits_enforced": all(node.backend != "process" for node in service.group.nodes.all()),
         "scale_form": ScaleForm(initial={"replicas": max(service.replicas, 1)}),
         "scaling_form": ScalingForm.for_service(service),
+        "last_decision": AutoscalerState.objects.filter(service=service)
+        .values_list("last_decision", flat=True)
+        .first(),
         "update_form": UpdateForm(service=service, actor=actor),
     }
     from billing.bills import service_cost  # billing: the cost line

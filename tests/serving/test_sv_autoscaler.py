@@ -130,3 +130,12 @@ def test_min_zero_sleeps_after_the_idle_window_only():
     assert run(policy, obs(0, None, qps=0.0)).desired == 0  # asleep stays asleep
     woke = Policy(min=1, max=3, triggers=(("qps", 5),))
     assert run(woke, obs(0, None)).desired == 1  # a raised minimum wakes it
+
+
+def test_gpu_is_not_available_without_nvml_and_never_raises():
+    from serving.metrics import gpu
+
+    if gpu.device_count():
+        pytest.skip("this machine has GPUs: the e2e on a GPU node covers it")
+    assert gpu.utilization(["0"]) is None
+    assert gpu.utilization([]) is None

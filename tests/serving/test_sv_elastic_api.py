@@ -185,6 +185,8 @@ def test_capacity_cap_and_the_system_path(owner, angel_version, serving_env):
     assert audit.actor_label == "system" and audit.actor is None
     assert audit.detail["by"] == "autoscaler" and audit.detail["cpu"]["value"] == 400.0
     assert service.instances.filter(state="pending").count() == 1  # its claim is taken
+    page = owner.client.get(f"/services/{service.service_id}/").content.decode()
+    assert "last decision" in page and "cpu 400% vs target 60%" in page
     again = autoscaler.autoscale_service(service, busy, now=timezone.now())
     assert again == 2 and service.events.filter(kind="capped").count() == 1  # said once
 

@@ -1,8 +1,9 @@
 """Autoscaling and scale to zero on real Docker containers behind a real gateway (``-m e2e``).
 
-A generated CPU-heavy model (four dense layers of 1024 units, ``tests/serving/heavy_model.py``)
-on instances of half a core (CPU limits enforced by Docker), a bounded loopback load: the
-CPU trigger scales it out, the service returns to its minimum after a shortened window, no
+A generated CPU-heavy model (one 1024-wide dense layer applied 48 times,
+``tests/serving/heavy_model.py``) on instances of half a core (CPU limits enforced by Docker),
+a bounded loopback load (3 callers, at most 12 requests per second each): the CPU trigger (30 %
+of the limit) scales it out, the service returns to its minimum after a shortened window, no
 request fails across the scale events; then it sleeps at zero and a request wakes it.
 """
 
@@ -13,7 +14,7 @@ import sys
 
 import pytest
 
-from serving import services
+from serving import publish, services
 from serving.models import Service
 from serving.services import InstanceSize, Scaling
 from tests.gateway.conftest import GatewayProcess
@@ -43,7 +44,7 @@ def test_autoscaling_on_docker(owner, docker_group, dense_model, settings):
     settings.EMS_AUTOSCALE_STABILIZATION_SECONDS = 20
     settings.EMS_AUTOSCALE_IDLE_SECONDS = 10
     version = make_version(owner, dense_model, name="dense", runtime="tfserving")
-    gateway = GatewayProcess(settings.EMS_GATEWAY_ROUTES, EMS_GATEWAY_WAKE_TIMEOUT="120")
+    gateway = GatewayProcess(settings.EMS_GATEWAY_ROUTES, EMS_GATEWAY_WAKE_TIMEOUT="150")
     try:
         service = services.service_deploy(
             actor=owner.membership,
@@ -52,10 +53,11 @@ def test_autoscaling_on_docker(owner, docker_group, dense_model, settings):
             name="dense",
             size=InstanceSize(cpu_millicores=500, memory_mib=1024),
             scaling=Scaling(
-                mode="auto", min=1, max=2, start=1, triggers=[{"metric": "cpu", "target": 50}]
+                mode="auto", min=1, max=2, start=1, triggers=[{"metric": "cpu", "target": 30}]
             ),
         )
         converge(service, lambda s: s.status == Service.NORMAL, timeout=240, what="Normal")
+        gateway.wait_generation(publish.store().generation(), timeout=10)
         body = heavy_model.body(8)
         status, _, answer = gateway.request(
             "POST", f"/{service.service_id}/v1/models/m:predict", body=body
@@ -64,7 +66,7 @@ def test_autoscaling_on_docker(owner, docker_group, dense_model, settings):
         control = flow.Control(service)
         control.tick()
         numbers = flow.check_scale_out_and_in(
-            control=control, port=gateway.port, body=body, rate=15, threads=2, timeout=300
+            control=control, port=gateway.port, body=body, rate=12, threads=3, timeout=300
         )
         print(f"\ndocker: {numbers}")
         assert numbers["failures"] == [], numbers["failures"][:5]
@@ -76,14 +78,12 @@ def test_autoscaling_on_docker(owner, docker_group, dense_model, settings):
             actor=owner.membership,
             service=service,
             scaling=Scaling(
-                mode="auto", min=0, max=2, start=1, triggers=[{"metric": "cpu", "target": 50}]
+                mode="auto", min=0, max=2, start=1, triggers=[{"metric": "cpu", "target": 30}]
             ),
         )
         answer = flow.check_scale_to_zero(
             control=control,
-            gateway_request=lambda: gateway.request(
-                "POST", f"/{service.service_id}/v1/models/m:predict", body=body
-            ),
+            gateway_request=lambda: flow.predict(gateway.port, service.service_id, body),
             timeout=300,
         )
         print(f"docker: request at zero answered in {answer['seconds']:.2f}s")
