@@ -11,7 +11,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -35,6 +35,11 @@ class TenantAdminSite(admin.AdminSite):
         return bool(request.user.is_active and actor is not None and actor.kind == actor.MAIN)
 
     def login(self, request, extra_context=None):
+        if request.user.is_authenticated:  # logged in, but not a main account: say so
+            raise PermissionDenied(
+                "The account admin is for the main account only. Your sub-account uses the "
+                "portal's pages its policies allow; ask the main account for more."
+            )
         return redirect(f"{reverse('accounts:login')}?next={request.get_full_path()}")
 
 

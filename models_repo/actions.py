@@ -40,4 +40,5 @@ ACTIONS = [
     Action("storage:ListObjects", "Browse a bucket's objects", "bucket", R, True),
     Action("storage:GetObject", "Read an object", "bucket", R, True),
     Action("storage:PutObject", "Upload objects into a bucket", "bucket", W, True),
+    Action("storage:DeleteObject", "Delete objects from a bucket", "bucket", W, True),
 ]

@@ -410,6 +410,23 @@ def _upload(actor, bucket: str, prefix: str, do_upload) -> dict:
     return {"bucket": bucket, "prefix": folder, "address": address, "files": written}
 
 
+def upload_discard(*, actor, upload: dict, reason: str) -> None:
+    """Delete the files an upload just wrote, when what they were for was refused (e.g. the
+    folder is not a valid model): a refused form leaves nothing in the bucket, and the audit
+    log says so next to the upload's own row."""
+    storage = tenant_storage(actor.tenant)
+    bucket = upload["bucket"]
+    for info in upload["files"]:
+        storage.delete(bucket, info.key if hasattr(info, "key") else info["key"])
+    with transaction.atomic():
+        audit.record(
+            actor=actor,
+            action="storage:DeleteObject",
+            resource=bucket_resource(actor.tenant, bucket),
+            detail={"prefix": upload["prefix"], "files": len(upload["files"]), "why": reason},
+        )
+
+
 def files_upload(*, actor, bucket: str, prefix: str, files: list[UploadedFile]) -> dict:
     """A local folder's files, each with its relative path, into ``bucket/prefix/``."""
     return _upload(

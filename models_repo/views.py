@@ -52,6 +52,7 @@ def _folder(request, actor, data) -> dict:
             "paths": request.POST.getlist("paths"),
         }
         result = run_upload(actor, data["bucket"], upload)
+        request.ems_upload = result  # discarded again if what follows is refused (_submit)
         return {"bucket": result["bucket"], "prefix": result["prefix"]}
     return {"bucket": data["bucket"], "prefix": data["prefix"]}
 
@@ -69,6 +70,10 @@ def _submit(request, form, call):
         return call(_folder(request, actor, form.cleaned_data)), 200
     except ValidationError as exc:
         _add_errors(form, exc)
+        upload = getattr(request, "ems_upload", None)
+        if upload is not None:  # the folder was uploaded for this, and this was refused
+            services.upload_discard(actor=actor, upload=upload, reason=" ".join(exc.messages))
+            form.add_error(None, "The uploaded files were removed from the bucket again.")
     except UploadRefused as exc:
         form.add_error(None, exc.message)
         return None, exc.status

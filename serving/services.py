@@ -282,7 +282,8 @@ def _stop(*, actor, service: Service, reason: str = "") -> Service:
         events.emit(
             service,
             events.STOPPED,
-            f"stop requested ({service.saved_replicas} replicas saved)"
+            f"stop requested ({service.saved_replicas} "
+            f"replica{'' if service.saved_replicas == 1 else 's'} saved)"
             + (f": {reason}" if reason else ""),
             level="warning" if reason else "info",
         )

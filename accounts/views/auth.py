@@ -87,6 +87,10 @@ def switch_tenant(request):
 
 @page("GET", public="tells a member with no policy which preset to ask for")
 def restricted(request):
+    # asked again on every load: once a policy is attached, the member goes on at once
+    if not is_restricted(getattr(request, "actor", None)):
+        messages.success(request, "Your sub-account has a policy now: welcome in.")
+        return redirect("accounts:dashboard")
     return render(request, "accounts/restricted.html", {"preset": "EMSFullAccess"})
 
 

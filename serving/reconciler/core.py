@@ -328,7 +328,11 @@ class Pass:
         except InsufficientResources as exc:
             if service.message != exc.message:
                 self.set_service(message=exc.message)
-                events.emit(service, events.ERROR, exc.message, level=ServiceEvent.WARNING)
+                if service.status == Service.UPDATING:  # one at a time: expected, not a fault
+                    text = f"waiting for room to start the next instance: {exc.message}"
+                    events.emit(service, events.SCHEDULED, text, level=ServiceEvent.INFO)
+                else:
+                    events.emit(service, events.ERROR, exc.message, level=ServiceEvent.WARNING)
             return None
         last_failed = service.instances.filter(state=Instance.FAILED).order_by("-pk").first()
         restarts = last_failed.restarts + 1 if (last_failed and service.failures) else 0

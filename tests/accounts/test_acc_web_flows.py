@@ -220,3 +220,27 @@ def test_tenant_admin_policy_add_validates_name_and_document(owner):
 
     assert Policy.objects.get(name="p1").tenant == owner.tenant
     assert AuditEvent.objects.filter(action="accounts:CreatePolicy", tenant=owner.tenant).exists()
+
+
+def test_restricted_page_is_asked_again_on_every_load(owner):
+    """Once the main account attaches a policy, the restricted page sends the member on."""
+    from accounts.testing import attach
+
+    member = make_sub_account(owner.tenant, name="waiting", policies=())
+    c = Client()
+    c.post(
+        "/accounts/login/",
+        {"app_id": owner.tenant.app_id, "username": "waiting", "password": PASSWORD},
+    )
+    assert c.get("/accounts/restricted/").status_code == 200
+    attach(member, "EMSFullAccess")
+    answer = c.get("/accounts/restricted/")
+    assert (answer.status_code, answer["Location"]) == (302, "/accounts/")
+    assert c.get("/accounts/").status_code == 200
+
+
+def test_tenant_admin_tells_a_logged_in_sub_account_it_is_for_the_main_account(sub_account):
+    answer = sub_account.client.get("/tenant-admin/", follow=True)
+    body = answer.content.decode()
+    assert answer.status_code == 403 and "for the main account only" in body
+    assert 'name="password"' not in body  # no login form for someone logged in

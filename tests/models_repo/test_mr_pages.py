@@ -275,3 +275,41 @@ def test_without_the_service_role_the_form_points_to_the_authorize_page(new_owne
     assert answer.status_code == 403
     assert "EMS_ServiceRole" in answer.content.decode()
     assert not ModelConfig.objects.exists()
+
+
+def test_a_refused_upload_leaves_nothing_in_the_bucket(owner, repo):
+    """The folder is uploaded for the config; the config is refused (not a PMML model), so the
+    files are removed again and the audit log says so after the upload."""
+    from accounts.models import AuditEvent
+    from models_repo.services import tenant_storage
+
+    bucket, _ = seed_folder(owner.tenant, MODELS["pmml-lr"][1], prefix="seed/")
+    fields = [
+        ("name", "bad"),
+        ("region", "ap-beijing"),
+        ("runtime", str(runtime_id("pmml"))),
+        ("description", ""),
+        ("source", "upload"),
+        ("address", ""),
+        ("bucket", bucket),
+        ("prefix", "refused/"),
+        ("paths", "README.txt"),
+    ]
+    parts = [("files", "README.txt", b"not a model"), ("zip", "", b"")]
+    answer = owner.client.generic(
+        "POST",
+        "/models/new/",
+        browser_multipart(fields, parts),
+        content_type=f"multipart/form-data; boundary={BOUNDARY}",
+    )
+    assert answer.status_code == 400
+    assert "removed from the bucket again" in answer.content.decode()
+    page = tenant_storage(owner.tenant).list_folder(bucket, prefix="refused/")
+    assert not page.objects and not page.folders
+    actions = list(
+        AuditEvent.objects.filter(tenant=owner.tenant, action__startswith="storage:")
+        .order_by("id")
+        .values_list("action", flat=True)
+    )
+    assert actions[-2:] == ["storage:PutObject", "storage:DeleteObject"]
+    assert not ModelConfig.objects.filter(name="bad").exists()
