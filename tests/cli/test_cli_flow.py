@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import service_missing
 from tests.livestack import live_stack
+from tests.testdata import require_testdata
 
 pytestmark = pytest.mark.integration
 
@@ -27,11 +28,7 @@ REQUEST = {"instances": [{"sparseIndices": [0, 3, 7], "sparseValues": [1.0, 1.0,
 
 
 def _angel_folder() -> Path:
-    base = Path(os.environ.get("EMS_TESTDATA") or ROOT.parent / "shared" / "testdata")
-    folder = base / "models" / "angel" / "lr" / "lr-model" / "6"
-    if not folder.is_dir():
-        service_missing(f"the shared test model {folder} is missing")
-    return folder
+    return require_testdata() / "models" / "angel" / "lr" / "lr-model" / "6"
 
 
 @pytest.fixture(scope="module")

@@ -36,11 +36,11 @@ import pytest
 
 from runtimes.testing import free_port
 from tests.integration.procs import ROOT, clean_env
-from tests.runtimes.conftest import TESTDATA
+from tests.testdata import models_dir
 
 pytestmark = pytest.mark.integration
 
-MODEL = TESTDATA / "models/angel/lr/lr-model/6"
+MODEL = models_dir() / "angel/lr/lr-model/6"
 SOAK_SECONDS = int(os.environ.get("EMS_SOAK_SECONDS", "120"))
 # No round starts later than this after the test began (setup included), and each must
 # converge within 60 s (they take 5-9 s on 2 saturated CPUs): the test stays under 5 minutes.
