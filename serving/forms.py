@@ -119,7 +119,7 @@ class DeployForm(forms.Form):
         )
         if version is None:
             return
-        self.initial.setdefault("region", version.config.region_id)
+        self.initial.setdefault("region", version.config.region.name)  # to_field_name
         public = self.fields["resource_group"].queryset.filter(
             region_id=version.config.region_id, kind="public"
         )

@@ -3,12 +3,14 @@
 ``allowed_replicas(service, wanted)`` returns the count the autoscaler may go to and, when it is
 less than ``wanted``, what held it (for the ``capped`` event). Today that is the resource
 group's free capacity (how many more instances of the current revision's size fit on its active
-nodes). **Billing's quotas plug in here**: add a check after the capacity one that lowers
-``allowed`` and names the quota (e.g. "the tenant's CPU quota of 8 units").
+nodes), then billing's limits (``billing.limits.replicas_allowed``: an expired dedicated-group
+purchase, a spent budget set to stop at 100 %, the quota limit of the sub-account that deployed
+it), each named in the reason.
 """
 
 from __future__ import annotations
 
+from billing import limits as billing_limits
 from serving.models import Instance, Service
 
 
@@ -32,5 +34,8 @@ def allowed_replicas(service: Service, wanted: int) -> tuple[int, str]:
     fits = _fits(service)
     if holding + fits < wanted:
         return holding + fits, f"the free capacity of the resource group {service.group.name}"
-    # Billing: a quota check goes here (lower the count, name the quota).
+    # billing: an expired purchase, a spent budget that stops at 100 %, a sub-account's quota
+    allowed, why = billing_limits.replicas_allowed(service, wanted)
+    if allowed < wanted:
+        return allowed, why
     return wanted, ""

@@ -52,11 +52,11 @@ class LiveStack:
     gateway_url: str
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
-    def manage(self, *args: str, timeout: float = 300) -> str:
+    def manage(self, *args: str, timeout: float = 300, env: dict | None = None) -> str:
         result = subprocess.run(
             [sys.executable, "manage.py", *args],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -63,7 +63,7 @@ def test_dashboard_leads_to_a_one_click_deploy(demo_env, client):
     form = client.get(url.replace("&amp;", "&")).content.decode()
     assert re.search(rf'<option value="{version_id}" selected>', form)
     flowers = ModelConfig.objects.get(name="flowers")
-    assert re.search(rf'<option value="{flowers.region_id}" selected>', form)
+    assert re.search(rf'<option value="{flowers.region.name}" selected>', form)
 
 
 def test_flower_example_answers_roses(demo_env, examples):

@@ -239,3 +239,26 @@ def test_service_page_charts_and_scaling_form(owner, angel_version, dedicated):
         follow=True,
     )
     assert "at least one trigger" in bad.content.decode()
+
+
+def test_a_sub_accounts_quota_limit_caps_the_autoscaler(owner, make_sub_account, angel_version):
+    """Billing's quota limit of the sub-account that deployed is the autoscaler's cap too, and
+    the capped event names it."""
+    from billing.models import QuotaLimit
+
+    engineer = make_sub_account(name="quota")
+    public = make_group(cpu=16000, memory=65536)  # tenant None: a public group
+    public.region = angel_version.config.region
+    public.save(update_fields=["region"])
+    cpu60 = [{"metric": "cpu", "target": 60}]
+    service = services.service_deploy(
+        actor=engineer.membership, version=angel_version, group=public, name="q",
+        size=InstanceSize(quota_type="cpu", quota_count=1),
+        scaling=Scaling(mode="auto", min=1, max=6, start=1, triggers=cpu60),
+    )  # fmt: skip
+    QuotaLimit.objects.create(tenant=owner.tenant, member=engineer.membership, max_quota_count=2)
+    service.instances.update(state="running")
+    busy = ServiceMetrics(ready=1, cpu_percent=400.0, memory_percent=10, gpu_percent=None, rps=5.0)
+    assert autoscaler.autoscale_service(service, busy, now=timezone.now()) == 2
+    capped = list(service.events.filter(kind="capped").values_list("message", flat=True))
+    assert capped and "quota limit of quota (2 units)" in capped[0], capped
