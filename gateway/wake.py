@@ -4,8 +4,8 @@ A route with ``"wake": true`` belongs to an automatic service whose minimum is 0
 route has no healthy instance, the gateway does not answer 503 at once: it
 
 1. writes a **wake request** for the service to the route store (``RouteStore.wake``; again
-   every second while requests are held) — the control plane's wake task reads it and scales the service
-   to one instance through its own (audited) service layer;
+   every second while requests are held) — the control plane's wake task reads it and scales
+   the service to one instance through its own (audited) service layer;
 2. **holds** the request (no task, no thread: the connection simply waits) until a route with a
    healthy instance for the service is applied, then forwards it as any other request;
 3. answers ``503`` with ``Retry-After`` when no instance is ready within the hold bound
