@@ -239,3 +239,20 @@ def test_service_page_charts_and_scaling_form(owner, angel_version, dedicated):
         follow=True,
     )
     assert "at least one trigger" in bad.content.decode()
+
+
+def test_the_periodic_tasks_run_and_are_scheduled(owner, angel_version, dedicated):
+    from django_celery_beat.models import PeriodicTask
+
+    from serving.tasks import poll_metrics, wake_services
+
+    service = _auto(owner, angel_version, dedicated)
+    done = poll_metrics()  # no running instance yet: a pass that writes the service's sample
+    assert done["instances"] == 0 and done[service.service_id] == 1
+    assert MetricPoint.objects.filter(service=service, instance_id="").exists()
+    assert wake_services() == []
+    from serving import bootstrap
+
+    bootstrap.run(demo=False, log=lambda line: None)
+    tasks = dict(PeriodicTask.objects.values_list("task", "interval__every"))
+    assert tasks["serving.poll_metrics"] == 5 and tasks["serving.wake_services"] == 1
