@@ -438,8 +438,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
-    # the deploy body's scaling mode appears in the deploy and the estimate requests
-    "ENUM_NAME_OVERRIDES": {"ScalingModeChoiceEnum": [("manual", "manual"), ("auto", "auto")]},
+    # deploy, the service and PATCH …/scaling/ all name "scaling_mode": one enum for them
+    "ENUM_NAME_OVERRIDES": {
+        "ScalingModeEnum": "serving.models.Service.SCALING",
+        "ScalingModeRequestEnum": [("manual", "manual"), ("auto", "auto")],
+    },
 }
 
 LOGGING = {

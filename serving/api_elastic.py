@@ -31,7 +31,7 @@ class TriggerSerializer(serializers.Serializer):
 
 
 class ScalingSerializer(serializers.Serializer):
-    scaling_mode = serializers.ChoiceField(choices=[Service.MANUAL, Service.AUTO], required=False)
+    scaling_mode = serializers.ChoiceField(choices=Service.SCALING, required=False)
     replicas = serializers.IntegerField(min_value=1, required=False)
     min_replicas = serializers.IntegerField(min_value=0, required=False)
     max_replicas = serializers.IntegerField(min_value=1, required=False)

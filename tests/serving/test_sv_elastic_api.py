@@ -262,3 +262,20 @@ def test_a_sub_accounts_quota_limit_caps_the_autoscaler(owner, make_sub_account,
     assert autoscaler.autoscale_service(service, busy, now=timezone.now()) == 2
     capped = list(service.events.filter(kind="capped").values_list("message", flat=True))
     assert capped and "quota limit of quota (2 units)" in capped[0], capped
+
+
+def test_the_periodic_tasks_run_and_are_scheduled(owner, angel_version, dedicated):
+    from django_celery_beat.models import PeriodicTask
+
+    from serving.tasks import poll_metrics, wake_services
+
+    service = _auto(owner, angel_version, dedicated)
+    done = poll_metrics()  # no running instance yet: a pass that writes the service's sample
+    assert done["instances"] == 0 and done[service.service_id] == 1
+    assert MetricPoint.objects.filter(service=service, instance_id="").exists()
+    assert wake_services() == []
+    from serving import bootstrap
+
+    bootstrap.run(demo=False, log=lambda line: None)
+    tasks = dict(PeriodicTask.objects.values_list("task", "interval__every"))
+    assert tasks["serving.poll_metrics"] == 5 and tasks["serving.wake_services"] == 1
