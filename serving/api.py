@@ -459,7 +459,7 @@ class ServiceViewSet(
         responses=LogsSerializer(many=True),
         parameters=[OpenApiParameter("tail", int, description="Lines per instance (max 1000).")],
     )
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)  # one entry per instance
     def logs(self, request, *args, **kwargs):
         try:
             tail = max(1, min(int(request.query_params.get("tail", 100)), 1000))

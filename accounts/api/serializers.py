@@ -52,7 +52,8 @@ class StorageCredentialSerializer(serializers.Serializer):
 
 class MemberSerializer(serializers.ModelSerializer):
     username = serializers.CharField(source="user.username", read_only=True)
-    email = serializers.EmailField(source="user.email", read_only=True)
+    # empty for a sub-account made without one: not "format: email" in the schema
+    email = serializers.CharField(source="user.email", read_only=True)
     is_active = serializers.BooleanField(source="user.is_active", read_only=True)
     policies = serializers.SerializerMethodField()
 

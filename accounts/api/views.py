@@ -158,7 +158,8 @@ class AttachMixin:
         request=s.AttachSerializer,
         responses={200: s.AttachmentSerializer(many=True), 201: s.AttachmentSerializer},
     )
-    @action(detail=True, methods=["get", "post"], url_path="policies")
+    # the member's attachments are listed whole (the schema says a plain list, as answered)
+    @action(detail=True, methods=["get", "post"], url_path="policies", pagination_class=None)
     def policies(self, request, pk=None, **kwargs):
         member = self.get_object()
         actor = self.actor()
