@@ -75,7 +75,7 @@ def test_folder_upload_keeps_the_variables_tree(storage):
 
 
 @pytest.mark.parametrize(
-    "path", ["../evil", "a/../../evil", "/etc/passwd", "C:\\x", "C:evil", "a\\b", "a//b", ""]
+    "path", ["../evil", "a/../../evil", "/etc/passwd", "C:\\x", "C:evil", "C:", "a\\b", "a//b", ""]
 )
 def test_folder_upload_refuses_bad_paths_and_writes_nothing(storage, path):
     with pytest.raises(UploadRefused):
@@ -320,6 +320,7 @@ def test_the_cap_refuses_a_reader_that_gives_more_than_declared():
     with pytest.raises(UploadRefused, match="larger than its header says"):
         one_more.read()
     exact = _Capped(io.BytesIO(b"1234"), 4, "ok.bin")
+    assert exact.read(0) == b""
     assert exact.read(2) == b"12" and exact.read(2) == b"34" and exact.read() == b""
 
 
@@ -331,3 +332,30 @@ def test_an_encrypted_entry_is_refused_and_nothing_is_written(storage):
     with pytest.raises(UploadRefused, match=r"'secret\.bin' is encrypted"):
         send_zip(storage, buffer)
     assert nothing_written(storage)
+
+
+def test_the_limits_are_inclusive(storage):
+    """Exactly at a limit is allowed; one over is refused (the ratio, the expanded total and
+    the upload size each)."""
+    at_ratio = UploadLimits(
+        max_bytes=4 << 20, zip_max_total_bytes=8 << 20, zip_max_entries=20, zip_max_ratio=1
+    )
+    stored = make_zip([("w.bin", b"w" * (1 << 20))], compression=zipfile.ZIP_STORED)
+    assert send_zip(storage, stored, prefix="up/ratio/", limits=at_ratio)  # 1-fold, 1 allowed
+
+    at_total = UploadLimits(
+        max_bytes=1 << 20, zip_max_total_bytes=100_000, zip_max_entries=20, zip_max_ratio=100
+    )
+    full = make_zip([("a", b"x" * 60_000), ("b", b"y" * 40_000)], compression=zipfile.ZIP_STORED)
+    assert send_zip(storage, full, prefix="up/total/", limits=at_total)  # exactly 100 000
+
+    small = make_zip([("a", b"x")])
+    written = upload_zip(
+        storage,
+        bucket=storage.test_bucket,
+        prefix="up/size/",
+        stream=small,
+        size=LIMITS.max_bytes,  # declared exactly at the limit
+        limits=LIMITS,
+    )
+    assert [i.key for i in written] == ["up/size/a"]
