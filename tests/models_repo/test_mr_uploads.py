@@ -348,6 +348,10 @@ def test_the_limits_are_inclusive(storage):
     )
     full = make_zip([("a", b"x" * 60_000), ("b", b"y" * 40_000)], compression=zipfile.ZIP_STORED)
     assert send_zip(storage, full, prefix="up/total/", limits=at_total)  # exactly 100 000
+    over = make_zip([("a", b"x" * 60_000), ("b", b"y" * 40_001)], compression=zipfile.ZIP_STORED)
+    with pytest.raises(UploadRefused) as caught:
+        send_zip(storage, over, prefix="up/over/", limits=at_total)  # one byte over
+    assert caught.value.status == 413
 
     small = make_zip([("a", b"x")])
     written = upload_zip(
