@@ -2,7 +2,7 @@
 
 import pytest
 
-from accounts.policy import PolicyError, validate
+from accounts.policy import PolicyError, action_matches, resource_matches, validate
 
 GOOD = {
     "Version": "1.0",
@@ -78,6 +78,11 @@ def test_a_good_document_normalizes():
             "statement[0].action[0]",
             "not an action",
         ),
+        (  # each item of a list is checked, not only the list
+            {"Statement": [{"Effect": "Allow", "Action": ["ems:*", 3], "Resource": "*"}]},
+            "Statement[0].Action[1]",
+            "must be a string",
+        ),
         (  # a resource that sorts before "*" is checked like any other
             {"Statement": [{"Effect": "Allow", "Action": "ems:*", "Resource": "#all"}]},
             "Statement[0].Resource[0]",
@@ -99,3 +104,13 @@ def test_bad_documents_name_the_path(document, path, words):
         validate(document)
     assert info.value.path == path
     assert words in str(info.value)
+
+
+def test_actions_match_in_any_case_resources_only_exactly():
+    """Action names are case-insensitive (as the catalogue's are); resource names are not: a
+    policy on service ems-abc says nothing about a resource spelled EMS-ABC."""
+    assert action_matches("ems:describe*", "ems:DescribeService")
+    assert resource_matches("ems:*:1255502019:service/ems-*", "ems:bj:1255502019:service/ems-abc")
+    assert not resource_matches(
+        "ems:*:1255502019:service/ems-abc", "ems:bj:1255502019:service/EMS-ABC"
+    )

@@ -60,7 +60,7 @@ def backend(request, tmp_path, fake_aws):
 
 
 @pytest.fixture
-def storage(backend, request, testdata):
+def storage(backend, request):
     """The tenant's storage with a fresh bucket ``models-<n>-1250000000`` in ap-beijing."""
     from models_repo.storage import get_storage
 

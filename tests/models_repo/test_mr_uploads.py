@@ -74,7 +74,9 @@ def test_folder_upload_keeps_the_variables_tree(storage):
     ]
 
 
-@pytest.mark.parametrize("path", ["../evil", "a/../../evil", "/etc/passwd", "C:\\x", "a//b", ""])
+@pytest.mark.parametrize(
+    "path", ["../evil", "a/../../evil", "/etc/passwd", "C:\\x", "C:evil", "C:", "a\\b", "a//b", ""]
+)
 def test_folder_upload_refuses_bad_paths_and_writes_nothing(storage, path):
     with pytest.raises(UploadRefused):
         upload_folder(
@@ -82,6 +84,18 @@ def test_folder_upload_refuses_bad_paths_and_writes_nothing(storage, path):
             bucket=storage.test_bucket,
             prefix="up/m/",
             files=files(("ok.txt", b"1"), (path, b"2")),
+            limits=LIMITS,
+        )
+    assert nothing_written(storage)
+
+
+def test_a_bad_target_folder_is_refused_plainly(storage):
+    with pytest.raises(UploadRefused):
+        upload_folder(
+            storage,
+            bucket=storage.test_bucket,
+            prefix="up/../m/",
+            files=files(("a", b"1")),
             limits=LIMITS,
         )
     assert nothing_written(storage)
@@ -152,7 +166,25 @@ def test_zip_attacks_are_refused_and_nothing_is_written(storage, attack):
     with pytest.raises(UploadRefused) as caught:
         send_zip(storage, buffer)
     assert message in caught.value.message
+    if attack == "bomb":  # the message says by how much, from the archive's own headers
+        info = zipfile.ZipFile(buffer).getinfo("zeros.bin")
+        assert f"expands {info.file_size // info.compress_size}-fold" in caught.value.message
     assert nothing_written(storage)
+
+
+def test_the_ratio_guard_spares_small_entries_and_normal_large_ones(storage):
+    """Only entries of 1 MiB and more are held to the ratio; a large entry that compresses
+    normally passes, and so does a small one that compresses extremely well."""
+    import random
+
+    noise = random.Random(7).randbytes(3 << 19)  # 1.5 MiB that does not compress
+    roomy = UploadLimits(
+        max_bytes=4 << 20, zip_max_total_bytes=8 << 20, zip_max_entries=20, zip_max_ratio=100
+    )
+    buffer = make_zip([("weights.bin", noise), ("pad.txt", b"\0" * 100_000)])
+    written = send_zip(storage, buffer, limits=roomy)
+    assert sorted(i.key for i in written) == ["up/model/pad.txt", "up/model/weights.bin"]
+    assert storage.read(storage.test_bucket, "up/model/weights.bin") == noise
 
 
 def test_zip_total_uncompressed_cap(storage):
@@ -284,8 +316,12 @@ def test_the_cap_refuses_a_reader_that_gives_more_than_declared():
     capped = _Capped(io.BytesIO(b"12345678"), 4, "big.bin")
     with pytest.raises(UploadRefused, match=r"'big\.bin' is larger than its header says"):
         capped.read()
+    one_more = _Capped(io.BytesIO(b"12345"), 4, "five.bin")  # a single byte over is too many
+    with pytest.raises(UploadRefused, match="larger than its header says"):
+        one_more.read()
     exact = _Capped(io.BytesIO(b"1234"), 4, "ok.bin")
-    assert exact.read(2) + exact.read(2) + exact.read() == b"1234"
+    assert exact.read(0) == b""
+    assert exact.read(2) == b"12" and exact.read(2) == b"34" and exact.read() == b""
 
 
 def test_an_encrypted_entry_is_refused_and_nothing_is_written(storage):
@@ -296,3 +332,34 @@ def test_an_encrypted_entry_is_refused_and_nothing_is_written(storage):
     with pytest.raises(UploadRefused, match=r"'secret\.bin' is encrypted"):
         send_zip(storage, buffer)
     assert nothing_written(storage)
+
+
+def test_the_limits_are_inclusive(storage):
+    """Exactly at a limit is allowed; one over is refused (the ratio, the expanded total and
+    the upload size each)."""
+    at_ratio = UploadLimits(
+        max_bytes=4 << 20, zip_max_total_bytes=8 << 20, zip_max_entries=20, zip_max_ratio=1
+    )
+    stored = make_zip([("w.bin", b"w" * (1 << 20))], compression=zipfile.ZIP_STORED)
+    assert send_zip(storage, stored, prefix="up/ratio/", limits=at_ratio)  # 1-fold, 1 allowed
+
+    at_total = UploadLimits(
+        max_bytes=1 << 20, zip_max_total_bytes=100_000, zip_max_entries=20, zip_max_ratio=100
+    )
+    full = make_zip([("a", b"x" * 60_000), ("b", b"y" * 40_000)], compression=zipfile.ZIP_STORED)
+    assert send_zip(storage, full, prefix="up/total/", limits=at_total)  # exactly 100 000
+    over = make_zip([("a", b"x" * 60_000), ("b", b"y" * 40_001)], compression=zipfile.ZIP_STORED)
+    with pytest.raises(UploadRefused) as caught:
+        send_zip(storage, over, prefix="up/over/", limits=at_total)  # one byte over
+    assert caught.value.status == 413
+
+    small = make_zip([("a", b"x")])
+    written = upload_zip(
+        storage,
+        bucket=storage.test_bucket,
+        prefix="up/size/",
+        stream=small,
+        size=LIMITS.max_bytes,  # declared exactly at the limit
+        limits=LIMITS,
+    )
+    assert [i.key for i in written] == ["up/size/a"]

@@ -109,3 +109,42 @@ def test_a_claim_is_released_once_even_when_released_twice_at_once(owner, angel_
     assert scheduling.release(Instance.objects.get(pk=victim.pk)) is False  # and later: no-op
     node.refresh_from_db()
     assert node.claimed_cpu_millicores == 500
+
+
+def test_claim_many_is_all_or_nothing_with_a_count(serving_env):
+    from django.db import transaction
+
+    group = make_group(cpu=2000, memory=4096, nodes=1)
+    node = group.nodes.get()
+    with pytest.raises(scheduling.InsufficientResources) as info, transaction.atomic():
+        scheduling.claim_many(group, (1000, 1024, 0), 3)
+    assert "2 of the 3 instances fit" in info.value.message
+    node.refresh_from_db()
+    assert node.claimed_cpu_millicores == 0  # the caller's atomic block took the two back
+    assert [n.pk for n in scheduling.claim_many(group, (1000, 1024, 0), 2)] == [node.pk] * 2
+
+
+def test_every_dimension_and_only_active_nodes_count(serving_env):
+    from serving.models import Node
+
+    group = make_group(cpu=4000, memory=1024, gpus=1, nodes=1)
+    Node.objects.create(
+        group=group,
+        name=f"{group.name}-off",
+        backend="process",
+        capacity_cpu_millicores=64000,
+        capacity_memory_mib=65536,
+        capacity_gpus=8,
+        is_active=False,
+    )
+    with pytest.raises(scheduling.InsufficientResources, match="largest node"):
+        scheduling.claim(group, (1000, 2048, 0))  # memory: only the inactive node has it
+    with pytest.raises(scheduling.InsufficientResources, match="largest node"):
+        scheduling.claim(group, (8000, 512, 0))  # CPU: likewise
+    first = scheduling.claim(group, (1000, 512, 1))
+    assert first.is_active and (first.claimed_gpus, first.claimed_memory_mib) == (1, 512)
+    with pytest.raises(scheduling.InsufficientResources, match="1 GPU"):
+        scheduling.claim(group, (1000, 512, 1))  # the one GPU is taken
+    with pytest.raises(scheduling.InsufficientResources):
+        scheduling.claim(group, (1000, 768, 0))  # 512 MiB left
+    assert scheduling.claim(group, (1000, 512, 0)).claimed_memory_mib == 1024  # exactly full
