@@ -5,10 +5,9 @@ would succeed for the owner: each is refused with 403 naming the action it lacks
 changes. A member with no policy cannot list either (403, as the services API answers). The
 owner's own request is the control: the same call goes through for the owner.
 
-Cases marked xfail fail today only because the model-repository viewsets are not authorized at
-the API layer (issue 11, "one door"): the request reaches the object lookup (404) or
-validation (400) first, or the listing answers 200 with an empty page. The marker is strict,
-so the lead drops it when the one-door change lands.
+Before the one door (issue 11) the model-repository viewsets were not authorized at the API
+layer: these requests reached the object lookup (404) or validation (400) first, or the listing
+answered 200 with an empty page. Every case now holds.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from tests.models_repo.conftest import MODELS, runtime_id, seed_folder, tenant_s
 
 pytestmark = pytest.mark.django_db
 
-ONE_DOOR = pytest.mark.xfail(strict=True, reason="fixed by the one-door change (issue 11)")
 CONFIGS = "/api/v1/model-configs/"
 
 
@@ -128,25 +126,11 @@ WRITES = {
 
 MEMBERS = {"no policy": (), "read-only": ("EMSReadOnlyAccess",)}
 
-# Wrong today only because the model-repository API does not authorize before it looks up the
-# object or validates the body (no-policy members get 404 for rows they cannot describe, 400
-# for a body that names a runtime they cannot see or lacks fields).
-TODAY_WRONG = {
-    ("no policy", "create runtime, fields missing"),
-    ("read-only", "create runtime, fields missing"),
-    ("no policy", "delete runtime"),
-    ("no policy", "create config"),
-    ("no policy", "delete config"),
-    ("no policy", "create version"),
-    ("no policy", "delete version"),
-}
-
 
 def _cases():
     for write in WRITES:
         for member in MEMBERS:
-            mark = ONE_DOOR if (member, write) in TODAY_WRONG else ()
-            yield pytest.param(member, write, marks=mark, id=f"{member}-{write}")
+            yield pytest.param(member, write, id=f"{member}-{write}")
 
 
 @pytest.mark.parametrize(("member", "write"), list(_cases()))
@@ -178,8 +162,8 @@ def test_the_owner_may_do_each_write(owner, setup, write):
 @pytest.mark.parametrize(
     "url",
     [
-        pytest.param(CONFIGS, marks=ONE_DOOR, id="configs"),
-        pytest.param("/api/v1/runtimes/", marks=ONE_DOOR, id="runtimes"),
+        pytest.param(CONFIGS, id="configs"),
+        pytest.param("/api/v1/runtimes/", id="runtimes"),
         pytest.param("/api/v1/buckets/", id="buckets"),
     ],
 )
