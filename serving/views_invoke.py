@@ -21,8 +21,25 @@ from serving import access, selectors
 
 CONSOLE_MAX_BODY = 1 << 20
 CONSOLE_TIMEOUT = 30.0
+# A string input is most often an encoded image: the sample sends a tiny grey JPEG (8 × 8), which
+# an image model decodes and resizes like any other, where an empty string is a 400.
+SAMPLE_JPEG_B64 = (
+    "/9j/4AAQSkZJRgABAQEBLAEsAAD/2wBDAAoHBwgHBgoICAgLCgoLDhgQDg0NDh0VFhEYIx8lJCIfIiEmKzcvJik0KSEi"
+    "MEExNDk7Pj4+JS5ESUM8SDc9Pjv/2wBDAQoLCw4NDhwQEBw7KCIoOzs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7"
+    "Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozv/wAARCAAIAAgDASIAAhEBAxEB/8QAHwAAAQUBAQEBAQEAAAAAAAAAAAECAwQFBgcI"
+    "CQoL/8QAtRAAAgEDAwIEAwUFBAQAAAF9AQIDAAQRBRIhMUEGE1FhByJxFDKBkaEII0KxwRVS0fAkM2JyggkKFhcYGRol"
+    "JicoKSo0NTY3ODk6Q0RFRkdISUpTVFVWV1hZWmNkZWZnaGlqc3R1dnd4eXqDhIWGh4iJipKTlJWWl5iZmqKjpKWmp6ip"
+    "qrKztLW2t7i5usLDxMXGx8jJytLT1NXW19jZ2uHi4+Tl5ufo6erx8vP09fb3+Pn6/8QAHwEAAwEBAQEBAQEBAQAAAAAA"
+    "AAECAwQFBgcICQoL/8QAtREAAgECBAQDBAcFBAQAAQJ3AAECAxEEBSExBhJBUQdhcRMiMoEIFEKRobHBCSMzUvAVYnLR"
+    "ChYkNOEl8RcYGRomJygpKjU2Nzg5OkNERUZHSElKU1RVVldYWVpjZGVmZ2hpanN0dXZ3eHl6goOEhYaHiImKkpOUlZaX"
+    "mJmaoqOkpaanqKmqsrO0tba3uLm6wsPExcbHyMnK0tPU1dbX2Nna4uPk5ebn6Onq8vP09fb3+Pn6/9oADAMBAAIRAxEA"
+    "PwAooooA/9k="
+)
+# A sample never grows past this many numbers (a shape that large gets the first dimension's
+# elements only up to it, and the console's answer then says what the model wants).
+SAMPLE_MAX_ELEMENTS = 1 << 20
 DTYPE_ZERO = {
-    "DT_STRING": {"b64": ""},
+    "DT_STRING": {"b64": SAMPLE_JPEG_B64},
     "DT_BOOL": False,
     "DT_FLOAT": 0.0,
     "DT_DOUBLE": 0.0,
@@ -41,10 +58,16 @@ def _service(request, service_id: str):
 
 
 def _value(dtype: str, dims: list[int]):
+    """Zeros of the signature's exact shape (unknown dimensions: 1), so the sample is a request
+    the model accepts; capped at SAMPLE_MAX_ELEMENTS numbers."""
     if not dims:
         return DTYPE_ZERO.get(dtype, 0)
     size = dims[0] if dims[0] > 0 else 1
-    return [_value(dtype, dims[1:]) for _ in range(min(size, 64))]
+    inner = 1
+    for d in dims[1:]:
+        inner *= d if d > 0 else 1
+    size = max(1, min(size, SAMPLE_MAX_ELEMENTS // max(inner, 1)))
+    return [_value(dtype, dims[1:]) for _ in range(size)]
 
 
 def sample_body(metadata: dict) -> dict:

@@ -18,7 +18,7 @@ from models_repo.models import ModelConfig, ModelConfigVersion
 from serving import services
 from serving.models import ResourceGroup, Service
 from tests.serving.conftest import cleanup_group, converge, status_is
-from tests.serving.helpers import post_json
+from tests.serving.helpers import get_json, post_json
 
 pytestmark = pytest.mark.integration
 
@@ -86,4 +86,16 @@ def test_flower_example_answers_roses(demo_env, examples):
     (prediction,) = answer["predictions"]
     assert prediction["classes"] == "roses"
     assert max(prediction["probabilities"]) == prediction["probabilities"][prediction["class_idx"]]
+    # the invoke console's "sample from metadata" is a request this model accepts
+    from serving.views_invoke import sample_body
+
+    metadata = get_json(f"{instance.address}/v1/models/m/metadata")
+    sampled = post_json(f"{instance.address}/v1/models/m:predict", sample_body(metadata))
+    assert sampled["predictions"][0]["classes"] in (
+        "daisy",
+        "dandelion",
+        "roses",
+        "sunflowers",
+        "tulips",
+    )
     services.service_stop(actor=member, service=service)

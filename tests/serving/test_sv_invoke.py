@@ -193,12 +193,19 @@ def test_sample_body_from_metadata():
             }
         }
     }
-    assert sample_body(meta) == {"instances": [{"b64": ""}]}
+    from serving.views_invoke import SAMPLE_JPEG_B64
+
+    assert sample_body(meta) == {"instances": [{"b64": SAMPLE_JPEG_B64}]}
     meta["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"] = {
         "a": {"dtype": "DT_FLOAT", "tensor_shape": {"dim": [{"size": "-1"}, {"size": "2"}]}},
         "b": {"dtype": "DT_INT64", "tensor_shape": {"dim": [{"size": "-1"}]}},
     }
     assert sample_body(meta) == {"instances": [{"a": [0.0, 0.0], "b": 0}]}
+    # a fixed shape is kept whole (a 100-wide input gets 100 numbers, not a cut-off 64)
+    meta["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"] = {
+        "x": {"dtype": "DT_FLOAT", "tensor_shape": {"dim": [{"size": "-1"}, {"size": "100"}]}},
+    }
+    assert sample_body(meta) == {"instances": [[0.0] * 100]}
 
 
 def test_instances_are_drained_before_sigterm(owner, angel_version, dedicated, monkeypatch):
