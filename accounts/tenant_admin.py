@@ -23,8 +23,8 @@ from portal import jsonlimits
 
 
 class TenantAdminSite(admin.AdminSite):
-    site_header = "EMS account admin"
-    site_title = "Account admin"
+    site_header = "account admin"
+    site_title = "EMS Portal account admin"
     index_title = "Your account"
     name = "tenant_admin"
     enable_nav_sidebar = False

@@ -410,6 +410,41 @@ def _upload(actor, bucket: str, prefix: str, do_upload) -> dict:
     return {"bucket": bucket, "prefix": folder, "address": address, "files": written}
 
 
+def objects_delete(*, actor, bucket: str, key: str) -> int:
+    """Delete one object, or a folder (``key`` ending in ``/``) with everything under it.
+    Refused while a config version is served from that folder. Answers how many were deleted."""
+    authz.check(actor, "storage:DeleteObject", bucket_resource(actor.tenant, bucket))
+    storage = tenant_storage(actor.tenant)
+    try:
+        storage.bucket_info(bucket)
+    except (AccessRefused, NotFound):
+        raise ValidationError({"bucket": f"There is no bucket {bucket} in this account."}) from None
+    folder = key.endswith("/")
+    used = ModelConfigVersion.objects.filter(tenant=actor.tenant, bucket=bucket)
+    for version in used.select_related("config"):
+        inside = (
+            version.key_prefix.startswith(key) if folder else key.startswith(version.key_prefix)
+        )
+        if inside:
+            raise ValidationError(
+                f"{bucket}/{key} holds the folder of {version.config.name} {version.label}; "
+                "delete that version first (a version never changes, so its folder stays)."
+            )
+    keys = [info.key for info in storage.walk(bucket, key)] if folder else [key]
+    if not folder:
+        storage.stat(bucket, key)  # NotFound: nothing to delete
+    for name in keys:
+        storage.delete(bucket, name)
+    with transaction.atomic():
+        audit.record(
+            actor=actor,
+            action="storage:DeleteObject",
+            resource=bucket_resource(actor.tenant, bucket),
+            detail={"key": key, "objects": len(keys)},
+        )
+    return len(keys)
+
+
 def upload_discard(*, actor, upload: dict, reason: str) -> None:
     """Delete the files an upload just wrote, when what they were for was refused (e.g. the
     folder is not a valid model): a refused form leaves nothing in the bucket, and the audit

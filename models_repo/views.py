@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from accounts.door import page, page_object, require_actor
+from accounts.door import By, page, page_object, require_actor
 from models_repo import selectors, services
 from models_repo.api import run_upload, upload_too_big
 from models_repo.forms import BucketCreateForm, ConfigCreateForm, FolderSourceForm
@@ -177,7 +177,31 @@ def _browse_action(request, kwargs) -> str:
     return "storage:ListObjects" if request.GET.get("bucket") else "storage:ListBuckets"
 
 
-@page("GET", "POST", actions={"GET": _browse_action, "POST": "storage:CreateBucket"})
+BROWSE_OPS = By(
+    "op",
+    {"upload": "storage:PutObject", "delete": "storage:DeleteObject"},
+    default="storage:CreateBucket",
+)
+
+
+def _browse_post(request, actor, bucket: str, prefix: str) -> str | None:
+    """Upload into, or delete from, the folder being browsed; a message for the page."""
+    op = request.POST.get("op")
+    if op == "delete":
+        key = request.POST.get("key", "")
+        count = services.objects_delete(actor=actor, bucket=bucket, key=key)
+        return f"Deleted {key} ({count} object{'' if count == 1 else 's'})."
+    folder = request.POST.get("folder", "").strip().strip("/")
+    target = prefix + (folder + "/" if folder else "")
+    files = request.FILES.getlist("files")
+    if not files:
+        raise ValidationError("Choose the files (or a folder) to upload.")
+    paths = request.POST.getlist("paths") or [f.name for f in files]
+    result = run_upload(actor, bucket, {"prefix": target, "files": files, "paths": paths})
+    return f"Uploaded {len(result['files'])} file(s) to {bucket}/{result['prefix']}."
+
+
+@page("GET", "POST", actions={"GET": _browse_action, "POST": BROWSE_OPS})
 def browse(request):
     """Buckets, then folders; "use this folder" returns to the form with the folder picked."""
     actor = require_actor(request)
@@ -186,6 +210,17 @@ def browse(request):
         next_url = reverse("models_repo:config-create")
     bucket = request.GET.get("bucket", "")
     prefix = request.GET.get("prefix", "")
+    if request.method == "POST" and request.POST.get("op") in ("upload", "delete") and bucket:
+        try:
+            messages.success(request, _browse_post(request, actor, bucket, prefix))
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        except UploadRefused as exc:
+            messages.error(request, exc.message)
+        except NotFound:
+            messages.error(request, "There is no such object in this bucket.")
+        query = {"next": next_url, "bucket": bucket, "prefix": prefix}
+        return redirect(f"{request.path}?{urlencode(query)}")
     create_form = BucketCreateForm(request.POST or None)
     if request.method == "POST" and create_form.is_valid():
         try:
@@ -223,9 +258,17 @@ def browse(request):
             }
             for f in page.folders
         ],
-        up=link(bucket=bucket, prefix=prefix.rstrip("/").rpartition("/")[0] + "/")
-        if prefix.rstrip("/").count("/")
-        else link(bucket=bucket),
+        # one level up: the parent folder, the bucket's root, or (from the root) the buckets
+        up=(
+            link(bucket=bucket, prefix=prefix.rstrip("/").rpartition("/")[0] + "/")
+            if prefix.rstrip("/").count("/")
+            else link(bucket=bucket)
+            if prefix
+            else link()
+        ),
+        objects=[
+            {"key": o.key, "name": o.key[len(prefix) :], "size": o.size} for o in page.objects
+        ],
         more=link(bucket=bucket, prefix=prefix, token=page.next_token) if page.next_token else "",
     )
     return render(request, "models_repo/browse.html", context)

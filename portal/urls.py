@@ -7,6 +7,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from accounts.tenant_admin import tenant_admin_site
 from portal import views
 
+# The operator console: the Django admin with the product's name (templates/admin/base_site.html)
+admin.site.site_header = "operator console"
+admin.site.site_title = "EMS Portal operator console"
+admin.site.index_title = "Platform"
+
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),

@@ -1,5 +1,5 @@
-"""``{% can "ems:StopService" service as may_stop %}``: the same question the door asks, so a
-page offers only the links and forms its actor may use."""
+"""``{% can "ems:StopService" service as may_stop %}`` (or a ``"bucket/<name>"`` resource): the
+same question the door asks, so a page offers only the links and forms its actor may use."""
 
 from django import template
 
@@ -16,4 +16,7 @@ def can(context, action: str, resource=None) -> bool:
         return False
     if resource is None:
         resource = authz.resource_name(actor.tenant, "*", "*")
+    elif isinstance(resource, str) and not resource.startswith("ems:"):  # "bucket/<name>"
+        kind, _, ident = resource.partition("/")
+        resource = authz.resource_name(actor.tenant, kind, ident or "*")
     return authz.is_allowed(actor, action, resource)

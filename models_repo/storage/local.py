@@ -160,3 +160,12 @@ class LocalBackend(Backend):
         path = self._path(bucket, key)
         if path.is_file():
             path.unlink()
+        # folders exist only through their objects, as in S3: drop the ones left empty
+        root = self._existing_bucket(bucket).resolve()
+        parent = path.parent
+        while parent != root and root in parent.parents:
+            try:
+                parent.rmdir()
+            except OSError:  # not empty (or gone): stop climbing
+                break
+            parent = parent.parent

@@ -313,3 +313,60 @@ def test_a_refused_upload_leaves_nothing_in_the_bucket(owner, repo):
     )
     assert actions[-2:] == ["storage:PutObject", "storage:DeleteObject"]
     assert not ModelConfig.objects.filter(name="bad").exists()
+
+
+def test_bucket_browser_uploads_deletes_and_says_when_empty(owner, make_sub_account, repo):
+    """Upload a folder into the folder being browsed, delete a file and a folder (confirmed on
+    the page), an empty bucket says what to do next, "Up" at the root goes to the buckets, and
+    a folder a version is served from cannot be deleted."""
+    from models_repo.services import tenant_storage
+
+    bucket, _ = seed_folder(owner.tenant, MODELS["pmml-lr"][1], prefix="seed/")
+    store = tenant_storage(owner.tenant)
+    for key in [i.key for i in store.walk(bucket, "")]:
+        store.delete(bucket, key)
+    root = owner.client.get("/models/browse/", {"bucket": bucket}).content.decode()
+    assert "This bucket is empty." in root and "Upload a model folder below" in root
+    up = re.search(r'<a href="([^"]+)">↑ Up</a>', root).group(1).replace("&amp;", "&")
+    assert "bucket=" not in up  # from the root, Up lists the buckets
+    fields = [("csrfmiddlewaretoken", "x"), ("op", "upload"), ("folder", "lr")]
+    fields += [("paths", "model.pmml"), ("paths", "notes/readme.txt")]
+    parts = [("files", "model.pmml", b"<PMML/>"), ("files", "readme.txt", b"hello")]
+    answer = owner.client.generic(
+        "POST",
+        f"/models/browse/?bucket={bucket}&prefix=",
+        browser_multipart(fields, parts),
+        content_type=f"multipart/form-data; boundary={BOUNDARY}",
+    )
+    assert answer.status_code == 302
+    assert sorted(i.key for i in store.walk(bucket, "")) == ["lr/model.pmml", "lr/notes/readme.txt"]
+    page = owner.client.get("/models/browse/", {"bucket": bucket, "prefix": "lr/"}).content.decode()
+    assert 'data-confirm="Delete' in page
+    url = f"/models/browse/?bucket={bucket}&prefix=lr/"
+    assert owner.client.post(url, {"op": "delete", "key": "lr/model.pmml"}).status_code == 302
+    assert [i.key for i in store.walk(bucket, "")] == ["lr/notes/readme.txt"]
+    # a read-only member sees no upload or delete, and its POST is refused naming the action
+    reader = make_sub_account(name="reader", policies=("EMSReadOnlyAccess",))
+    seen = reader.client.get("/models/browse/", {"bucket": bucket, "prefix": "lr/"}).content
+    assert b'name="op" value="upload"' not in seen and b'value="delete"' not in seen
+    refused = reader.client.post(url, {"op": "delete", "key": "lr/notes/"})
+    assert refused.status_code == 403 and b"storage:DeleteObject" in refused.content
+    assert owner.client.post(url, {"op": "delete", "key": "lr/notes/"}).status_code == 302
+    assert list(store.walk(bucket, "")) == []
+
+
+def test_a_served_folder_cannot_be_deleted(owner, repo):
+    bucket, address = seed_folder(owner.tenant, MODELS["pmml-lr"][1], prefix="lr/6/")
+    owner.client.post(
+        "/models/new/",
+        {"name": "kept", "region": "ap-beijing", "runtime": runtime_id("pmml"),
+         "source": "address", "address": address},
+    )  # fmt: skip
+    assert ModelConfig.objects.filter(name="kept").exists()
+    answer = owner.client.post(
+        f"/models/browse/?bucket={bucket}&prefix=", {"op": "delete", "key": "lr/"}, follow=True
+    )
+    assert "holds the folder of kept 1.0" in answer.content.decode()
+    from models_repo.services import tenant_storage
+
+    assert list(tenant_storage(owner.tenant).walk(bucket, "lr/"))

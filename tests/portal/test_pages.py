@@ -97,3 +97,10 @@ def test_bootstrap_demo_refused_without_debug(settings):
     settings.DEBUG = False
     with pytest.raises(CommandError, match="refused unless DEBUG is on"):
         call_command("ems_bootstrap", "--demo", stdout=io.StringIO())
+
+
+def test_admin_sites_carry_the_products_name(client, owner, django_user_model):
+    login = client.get("/admin/login/").content.decode()
+    assert "EMS Portal" in login and "operator console" in login and "portal/admin.css" in login
+    index = owner.client.get("/tenant-admin/").content.decode()
+    assert "EMS Portal" in index and "account admin" in index
