@@ -12,6 +12,7 @@ reconcile queue, so nothing starts and nothing hangs.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -215,7 +216,12 @@ def _path_values(seeded: dict, path: str) -> dict | None:
         if "{" + name + "}" in path:
             values[name] = seeded[name]
     if "{id}" in path:
-        values["id"] = seeded["by_prefix"][path.split("{id}")[0]]
+        seeded_id = seeded["by_prefix"].get(path.split("{id}")[0])
+        if seeded_id is None:  # nothing seeded there (e.g. a group's purchases): schema pass only
+            return None
+        values["id"] = seeded_id
+    if re.search(r"\{(?!(?:service_id|bucket|number|policy_id|id)\})[^}]+\}", path):
+        return None  # a parameter no seeded object names (a month, a nested group)
     return values or None
 
 
