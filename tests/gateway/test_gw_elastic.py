@@ -65,7 +65,7 @@ def test_sleeping_service_is_held_woken_and_answered(store_url, start_gateway, s
     at = store.wake_requests()[sid]
     time.sleep(0.5)
     assert caller.is_alive()  # still held: no 503 while the service wakes
-    metrics = gw.request("GET", "/metrics")[2]
+    metrics = gw.request("GET", "/metrics", port=gw.admin_port)[2]
     assert "ems_gateway_wake_held 1" in metrics
     url = start_echo("woken")
     store.publish(_wake_route(sid, [{"id": "i-1", "url": url, "state": "healthy"}]))
