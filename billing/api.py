@@ -216,6 +216,7 @@ class BillViewSet(ScopedViewSet):
     """Monthly bills: the open month to date and final ones; ``{YYYY-MM}`` names one."""
 
     content_negotiation_class = JsonAnswers
+    pagination_class = None  # one row per month: the list is never long
 
     serializer_class = BillSerializer
     queryset = Bill.objects.none()
