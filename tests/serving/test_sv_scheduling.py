@@ -106,9 +106,13 @@ def test_a_claim_is_released_once_even_when_released_twice_at_once(owner, angel_
     assert sorted(results) == [False] * 5 + [True]
     node.refresh_from_db()
     assert (node.claimed_cpu_millicores, node.claimed_memory_mib) == (500, 512)  # once
-    assert scheduling.release(Instance.objects.get(pk=victim.pk)) is False  # and later: no-op
+    again = Instance.objects.get(pk=victim.pk)
+    assert again.holds_claim is False
+    assert scheduling.release(again) is False  # and later: no-op
+    other = service.instances.exclude(pk=victim.pk).get()
+    assert scheduling.release(other) is True and other.holds_claim is False  # in memory too
     node.refresh_from_db()
-    assert node.claimed_cpu_millicores == 500
+    assert node.claimed_cpu_millicores == 0
 
 
 def test_claim_many_is_all_or_nothing_with_a_count(serving_env):
@@ -148,3 +152,11 @@ def test_every_dimension_and_only_active_nodes_count(serving_env):
     with pytest.raises(scheduling.InsufficientResources):
         scheduling.claim(group, (1000, 768, 0))  # 512 MiB left
     assert scheduling.claim(group, (1000, 512, 0)).claimed_memory_mib == 1024  # exactly full
+
+
+def test_an_instance_the_size_of_a_whole_node_fits_exactly(serving_env):
+    group = make_group(cpu=4000, memory=8192, gpus=2, nodes=1)
+    node = scheduling.claim(group, (4000, 8192, 2))
+    assert node.free == (0, 0, 0)
+    with pytest.raises(scheduling.InsufficientResources):
+        scheduling.claim(group, (100, 128, 0))
