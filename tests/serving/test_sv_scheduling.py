@@ -160,3 +160,31 @@ def test_an_instance_the_size_of_a_whole_node_fits_exactly(serving_env):
     assert node.free == (0, 0, 0)
     with pytest.raises(scheduling.InsufficientResources):
         scheduling.claim(group, (100, 128, 0))
+
+
+def test_one_instance_that_does_not_fit_gets_the_plain_message(serving_env):
+    group = make_group(cpu=1000, memory=1024, nodes=1)
+    scheduling.claim(group, (1000, 1024, 0))
+    with pytest.raises(scheduling.InsufficientResources) as info:
+        scheduling.claim_many(group, (1000, 1024, 0), 1)
+    assert "instances fit" not in info.value.message  # no "0 of the 1" for a single one
+
+
+def test_releasing_a_gpu_instance_gives_the_gpu_back(owner, angel_version, serving_env):
+    from serving import services
+    from tests.serving.conftest import make_group as group_of
+
+    group = group_of(tenant=owner.tenant, cpu=4000, memory=8192, gpus=1)
+    service = services.service_deploy(
+        actor=owner.membership,
+        version=angel_version,
+        group=group,
+        name="gpu",
+        size=services.InstanceSize(cpu_millicores=1000, memory_mib=1024, gpus=1),
+    )
+    node = group.nodes.get()
+    node.refresh_from_db()
+    assert node.claimed_gpus == 1
+    assert scheduling.release(service.instances.get()) is True
+    node.refresh_from_db()
+    assert (node.claimed_cpu_millicores, node.claimed_memory_mib, node.claimed_gpus) == (0, 0, 0)
