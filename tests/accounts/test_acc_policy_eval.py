@@ -237,3 +237,36 @@ def test_a_stored_document_with_strings_instead_of_lists_still_matches():
     allowed, _, name = evaluate([("a", allow), ("d", deny)], "ems:DeleteService", "x")
     assert (allowed, name) == (False, "d")
     assert evaluate([("a", allow), ("d", deny)], "ems:ListServices", "x")[0] is True
+
+
+@pytest.mark.django_db
+def test_a_collaborator_is_not_the_main_account(owner, outsider):
+    """Only the main account sees every row without a policy; a collaborator with no policy
+    sees none (kind is compared for what it is, not by its spelling's order)."""
+    from django.contrib.auth import get_user_model
+
+    from accounts.models import Membership, Policy
+
+    collaborator = Membership.objects.create(
+        tenant=owner.tenant,
+        user=get_user_model().objects.get(pk=outsider.user.pk),
+        kind=Membership.COLLABORATOR,
+        name="helper",
+        status=Membership.ACCEPTED,
+    )
+    Policy.objects.create(tenant=owner.tenant, name="p", document=policy.validate(ALLOW_ALL))
+    rows = Policy.objects.filter(tenant=owner.tenant)
+    assert authz.scope_queryset(owner.membership, "ems:DescribeModelConfigs", rows).count() == 1
+    assert not authz.scope_queryset(collaborator, "ems:DescribeModelConfigs", rows).exists()
+
+
+@pytest.mark.django_db
+def test_refusals_say_what_and_on_which_resource(member):
+    name = authz.resource_name(member.tenant, "service", "ems-abc")
+    with pytest.raises(PermissionDenied) as info:
+        authz.check(member, "ems:StopService", name)
+    assert type(info.value) is PermissionDenied  # not the service-role refusal
+    assert str(info.value) == f"ems:StopService is not allowed on {name}"
+    with pytest.raises(PermissionDenied) as info:
+        authz.check(member, "ems:NoSuchThing", name)  # unknown action: a plain refusal too
+    assert type(info.value) is PermissionDenied
