@@ -270,3 +270,43 @@ def test_refusals_say_what_and_on_which_resource(member):
     with pytest.raises(PermissionDenied) as info:
         authz.check(member, "ems:NoSuchThing", name)  # unknown action: a plain refusal too
     assert type(info.value) is PermissionDenied
+
+
+@pytest.mark.django_db
+def test_a_specific_deny_removes_that_row_from_an_allowed_listing(member):
+    """Allowed on every policy but denied on one: the scoped listing leaves exactly that one out
+    (the wide shortcut must not skip the row-by-row decision when a deny names a row)."""
+    app = member.tenant.app_id
+    _set_policies(
+        member,
+        [
+            doc(
+                ("allow", "accounts:DescribePolicy", "*"),
+                ("deny", "accounts:DescribePolicy", f"ems:*:{app}:policy/secret"),
+            )
+        ],
+    )
+    for name in ("open", "secret"):
+        Policy.objects.create(tenant=member.tenant, name=name, document=policy.validate(ALLOW_ALL))
+    rows = Policy.objects.filter(tenant=member.tenant, name__in=["open", "secret"])
+    seen = authz.scope_queryset(member, "accounts:DescribePolicy", rows)
+    assert sorted(p.name for p in seen) == ["open"]
+
+
+@pytest.mark.django_db
+def test_a_resource_name_not_of_this_tenant_or_not_ems_is_refused(member):
+    _set_policies(member, [ALLOW_ALL])
+    app = member.tenant.app_id
+    assert authz.is_allowed(member, "ems:DescribeService", f"ems:bj:{app}:service/s1")
+    for name in (f"cos:bj:{app}:service/s1", "ems:bj:1999999999:service/s1", "ems:bj"):
+        assert not authz.is_allowed(member, "ems:DescribeService", name), name
+
+
+def test_object_grants_map_actions_to_guardian_permissions():
+    from accounts.models import Policy as Row
+
+    row = Row()
+    assert authz._guardian_perm("ems:DeleteService", row) == "accounts.delete_policy"
+    assert authz._guardian_perm("ems:StopService", row) == "accounts.change_policy"  # a write
+    assert authz._guardian_perm("ems:DescribeService", row) == "accounts.view_policy"
+    assert authz._guardian_perm("ems:NoSuchAction", row) == "accounts.view_policy"
