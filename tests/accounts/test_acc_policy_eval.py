@@ -237,3 +237,76 @@ def test_a_stored_document_with_strings_instead_of_lists_still_matches():
     allowed, _, name = evaluate([("a", allow), ("d", deny)], "ems:DeleteService", "x")
     assert (allowed, name) == (False, "d")
     assert evaluate([("a", allow), ("d", deny)], "ems:ListServices", "x")[0] is True
+
+
+@pytest.mark.django_db
+def test_a_collaborator_is_not_the_main_account(owner, outsider):
+    """Only the main account sees every row without a policy; a collaborator with no policy
+    sees none (kind is compared for what it is, not by its spelling's order)."""
+    from django.contrib.auth import get_user_model
+
+    from accounts.models import Membership, Policy
+
+    collaborator = Membership.objects.create(
+        tenant=owner.tenant,
+        user=get_user_model().objects.get(pk=outsider.user.pk),
+        kind=Membership.COLLABORATOR,
+        name="helper",
+        status=Membership.ACCEPTED,
+    )
+    Policy.objects.create(tenant=owner.tenant, name="p", document=policy.validate(ALLOW_ALL))
+    rows = Policy.objects.filter(tenant=owner.tenant)
+    assert authz.scope_queryset(owner.membership, "ems:DescribeModelConfigs", rows).count() == 1
+    assert not authz.scope_queryset(collaborator, "ems:DescribeModelConfigs", rows).exists()
+
+
+@pytest.mark.django_db
+def test_refusals_say_what_and_on_which_resource(member):
+    name = authz.resource_name(member.tenant, "service", "ems-abc")
+    with pytest.raises(PermissionDenied) as info:
+        authz.check(member, "ems:StopService", name)
+    assert type(info.value) is PermissionDenied  # not the service-role refusal
+    assert str(info.value) == f"ems:StopService is not allowed on {name}"
+    with pytest.raises(PermissionDenied) as info:
+        authz.check(member, "ems:NoSuchThing", name)  # unknown action: a plain refusal too
+    assert type(info.value) is PermissionDenied
+
+
+@pytest.mark.django_db
+def test_a_specific_deny_removes_that_row_from_an_allowed_listing(member):
+    """Allowed on every policy but denied on one: the scoped listing leaves exactly that one out
+    (the wide shortcut must not skip the row-by-row decision when a deny names a row)."""
+    app = member.tenant.app_id
+    _set_policies(
+        member,
+        [
+            doc(
+                ("allow", "accounts:DescribePolicy", "*"),
+                ("deny", "accounts:DescribePolicy", f"ems:*:{app}:policy/secret"),
+            )
+        ],
+    )
+    for name in ("open", "secret"):
+        Policy.objects.create(tenant=member.tenant, name=name, document=policy.validate(ALLOW_ALL))
+    rows = Policy.objects.filter(tenant=member.tenant, name__in=["open", "secret"])
+    seen = authz.scope_queryset(member, "accounts:DescribePolicy", rows)
+    assert sorted(p.name for p in seen) == ["open"]
+
+
+@pytest.mark.django_db
+def test_a_resource_name_not_of_this_tenant_or_not_ems_is_refused(member):
+    _set_policies(member, [ALLOW_ALL])
+    app = member.tenant.app_id
+    assert authz.is_allowed(member, "ems:DescribeService", f"ems:bj:{app}:service/s1")
+    for name in (f"cos:bj:{app}:service/s1", "ems:bj:1999999999:service/s1", "ems:bj"):
+        assert not authz.is_allowed(member, "ems:DescribeService", name), name
+
+
+def test_object_grants_map_actions_to_guardian_permissions():
+    from accounts.models import Policy as Row
+
+    row = Row()
+    assert authz._guardian_perm("ems:DeleteService", row) == "accounts.delete_policy"
+    assert authz._guardian_perm("ems:StopService", row) == "accounts.change_policy"  # a write
+    assert authz._guardian_perm("ems:DescribeService", row) == "accounts.view_policy"
+    assert authz._guardian_perm("ems:NoSuchAction", row) == "accounts.view_policy"

@@ -106,9 +106,13 @@ def test_a_claim_is_released_once_even_when_released_twice_at_once(owner, angel_
     assert sorted(results) == [False] * 5 + [True]
     node.refresh_from_db()
     assert (node.claimed_cpu_millicores, node.claimed_memory_mib) == (500, 512)  # once
-    assert scheduling.release(Instance.objects.get(pk=victim.pk)) is False  # and later: no-op
+    again = Instance.objects.get(pk=victim.pk)
+    assert again.holds_claim is False
+    assert scheduling.release(again) is False  # and later: no-op
+    other = service.instances.exclude(pk=victim.pk).get()
+    assert scheduling.release(other) is True and other.holds_claim is False  # in memory too
     node.refresh_from_db()
-    assert node.claimed_cpu_millicores == 500
+    assert node.claimed_cpu_millicores == 0
 
 
 def test_claim_many_is_all_or_nothing_with_a_count(serving_env):
@@ -148,3 +152,39 @@ def test_every_dimension_and_only_active_nodes_count(serving_env):
     with pytest.raises(scheduling.InsufficientResources):
         scheduling.claim(group, (1000, 768, 0))  # 512 MiB left
     assert scheduling.claim(group, (1000, 512, 0)).claimed_memory_mib == 1024  # exactly full
+
+
+def test_an_instance_the_size_of_a_whole_node_fits_exactly(serving_env):
+    group = make_group(cpu=4000, memory=8192, gpus=2, nodes=1)
+    node = scheduling.claim(group, (4000, 8192, 2))
+    assert node.free == (0, 0, 0)
+    with pytest.raises(scheduling.InsufficientResources):
+        scheduling.claim(group, (100, 128, 0))
+
+
+def test_one_instance_that_does_not_fit_gets_the_plain_message(serving_env):
+    group = make_group(cpu=1000, memory=1024, nodes=1)
+    scheduling.claim(group, (1000, 1024, 0))
+    with pytest.raises(scheduling.InsufficientResources) as info:
+        scheduling.claim_many(group, (1000, 1024, 0), 1)
+    assert "instances fit" not in info.value.message  # no "0 of the 1" for a single one
+
+
+def test_releasing_a_gpu_instance_gives_the_gpu_back(owner, angel_version, serving_env):
+    from serving import services
+    from tests.serving.conftest import make_group as group_of
+
+    group = group_of(tenant=owner.tenant, cpu=4000, memory=8192, gpus=1)
+    service = services.service_deploy(
+        actor=owner.membership,
+        version=angel_version,
+        group=group,
+        name="gpu",
+        size=services.InstanceSize(cpu_millicores=1000, memory_mib=1024, gpus=1),
+    )
+    node = group.nodes.get()
+    node.refresh_from_db()
+    assert node.claimed_gpus == 1
+    assert scheduling.release(service.instances.get()) is True
+    node.refresh_from_db()
+    assert (node.claimed_cpu_millicores, node.claimed_memory_mib, node.claimed_gpus) == (0, 0, 0)
