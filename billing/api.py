@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.negotiation import BaseContentNegotiation
@@ -81,6 +81,8 @@ class QuotaLimitSerializer(serializers.Serializer):
     max_quota_count = serializers.IntegerField(min_value=0)
 
 
+# GET budget/ answers one object (the list route of a singleton): never an array or a page
+@extend_schema_serializer(many=False)
 class BudgetSerializer(serializers.Serializer):
     monthly_amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0)
     currency = serializers.CharField(read_only=True)
