@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import EmailValidator
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
@@ -90,7 +91,10 @@ class BudgetSerializer(serializers.Serializer):
         child=serializers.IntegerField(min_value=1, max_value=100), required=False
     )
     stop_at_limit = serializers.BooleanField(default=False)
-    email = serializers.EmailField(required=False, allow_blank=True, default="")
+    # empty means "no email": not "format: email" in the schema, checked when given
+    email = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=254, validators=[EmailValidator()]
+    )
     quota_limits = QuotaLimitSerializer(many=True, required=False)
     month_to_date = serializers.DecimalField(max_digits=16, decimal_places=2, read_only=True)
 
