@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib.auth import authenticate
+from django.contrib.auth import authenticate, password_validation
 
 from accounts.actor import suspension_refusal
 from portal import jsonlimits
@@ -14,6 +14,12 @@ class SignupForm(forms.Form):
     email = forms.EmailField()
     password = forms.CharField(widget=forms.PasswordInput)
     tenant_name = forms.CharField(max_length=100, required=False, label="Account name")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # the rules are shown before the first try, not only after a refusal
+        help_html = password_validation.password_validators_help_text_html()
+        self.fields["password"].help_text = help_html
 
 
 class LoginForm(forms.Form):

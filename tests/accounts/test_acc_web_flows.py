@@ -244,3 +244,8 @@ def test_tenant_admin_tells_a_logged_in_sub_account_it_is_for_the_main_account(s
     body = answer.content.decode()
     assert answer.status_code == 403 and "for the main account only" in body
     assert 'name="password"' not in body  # no login form for someone logged in
+
+
+def test_signup_page_shows_the_password_rules_before_the_first_try(client):
+    page = client.get("/accounts/signup/").content.decode()
+    assert "at least" in page.lower() and "<li>" in page  # the validators' own help, as a list
