@@ -38,13 +38,16 @@ def _database_url() -> str:
 def _broker(settings) -> tuple[str, dict]:
     """A filesystem broker of this test's own (nothing else sends to it or consumes it)."""
     folder = Path(settings.DATA_DIR) / "broker"
-    options = {
+    options = {  # the portal's own embedded transport and layout (portal/settings.py)
         "data_folder_in": str(folder / "queue"),
         "data_folder_out": str(folder / "queue"),
         "processed_folder": str(folder / "processed"),
         "control_folder": str(folder / "control"),
+        "claimed_folder": str(folder / "claimed"),
+        "dead_letter_folder": str(folder / "dead-letter"),
+        "store_processed": False,
     }
-    for path in options.values():
+    for path in (v for v in options.values() if isinstance(v, str)):
         os.makedirs(path, exist_ok=True)
     return "filesystem://", options
 
@@ -53,6 +56,7 @@ def _enqueue(settings, service_pk: int) -> None:
     """What the portal does after a change (and the periodic pass does every 15 s)."""
     broker, options = _broker(settings)
     app = Celery("probe", broker=broker)
+    app.conf.broker_transport = "portal.filebroker:Transport"  # atomic, as the worker reads it
     app.conf.broker_transport_options = options
     app.conf.task_serializer = "json"
     app.send_task("serving.reconcile_service", args=[service_pk])
