@@ -263,13 +263,16 @@ def test_a_collaborator_is_not_the_main_account(owner, outsider):
 @pytest.mark.django_db
 def test_refusals_say_what_and_on_which_resource(member):
     name = authz.resource_name(member.tenant, "service", "ems-abc")
-    with pytest.raises(PermissionDenied) as info:
+    from accounts.errors import ActionDenied, ServiceRoleNotAuthorized
+
+    with pytest.raises(ActionDenied) as info:
         authz.check(member, "ems:StopService", name)
-    assert type(info.value) is PermissionDenied  # not the service-role refusal
-    assert str(info.value) == f"ems:StopService is not allowed on {name}"
-    with pytest.raises(PermissionDenied) as info:
+    assert not isinstance(info.value, ServiceRoleNotAuthorized)  # not the service-role refusal
+    assert str(info.value) == f"ems:StopService is not allowed on {name}."
+    assert info.value.action == "ems:StopService"
+    with pytest.raises(ActionDenied) as info:
         authz.check(member, "ems:NoSuchThing", name)  # unknown action: a plain refusal too
-    assert type(info.value) is PermissionDenied
+    assert not isinstance(info.value, ServiceRoleNotAuthorized)
 
 
 @pytest.mark.django_db
