@@ -52,6 +52,7 @@ def test_suspend_stops_services_refuses_endpoints_logins_keys_then_reinstate(
 
     service = _deploy(owner, angel_version, dedicated, "lr", auth=True)
     converge(service, flow.normal_with(1), what="Normal")
+    gateway.wait_generation(publish.store().generation(), timeout=30)  # the route has landed
     token = access.service_token_reveal(actor=owner.membership, service=service)
     headers = {"x-Auth-Token": token}
     assert (
