@@ -38,19 +38,8 @@ class UsageSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = UsageRecord
-        fields = [
-            "service_id",
-            "instance_id",
-            "window_start",
-            "window_end",
-            "seconds",
-            "quota_type",
-            "quota_count",
-            "unit_price_per_hour",
-            "amount",
-            "currency",
-            "segments",
-        ]
+        # the API's usage rows are the export's documented columns, plus the price segments
+        fields = [*exports.USAGE_COLUMNS, "segments"]
 
 
 class BillLineSerializer(serializers.Serializer):
