@@ -7,8 +7,10 @@ from decimal import Decimal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import EmailValidator
-from django.http import Http404
+from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
@@ -60,7 +62,12 @@ class BillSerializer(serializers.Serializer):
 
 
 class ExportSerializer(serializers.Serializer):
-    url = serializers.CharField(help_text="Short-lived download link.")
+    url = serializers.CharField(help_text="Short-lived download link (for a browser session).")
+    api_url = serializers.CharField(
+        allow_null=True,
+        help_text="The same file over the API, with an API key (`bills/exports/{token}/`); "
+        "null where `url` is a presigned object-storage link that needs no login.",
+    )
     expires_at = serializers.DateTimeField()
     format = serializers.CharField()
     kind = serializers.CharField()
@@ -224,6 +231,7 @@ class BillViewSet(ScopedViewSet):
         "list": "billing:DescribeBills",
         "retrieve": "billing:DescribeBills",
         "export": "billing:ExportBill",
+        "export_file": "billing:ExportBill",
     }
 
     def scoped(self, actor):
@@ -271,8 +279,23 @@ class BillViewSet(ScopedViewSet):
             fmt=params.get("format", "csv"),
             kind=params.get("kind", "bill"),
         )
+        local = "/billing/exports/" in body["url"]
+        body["api_url"] = None
+        if local:
+            token = body["url"].rstrip("/").rsplit("/", 1)[-1]
+            body["api_url"] = request.build_absolute_uri(
+                reverse("bill-export-file", kwargs={"token": token})
+            )
         body["url"] = request.build_absolute_uri(body["url"])
         return Response(ExportSerializer(body).data)
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @action(detail=False, methods=["get"], url_path=r"exports/(?P<token>[^/]+)")
+    def export_file(self, request, token=None):
+        """The file of an export's signed link, for API-key clients (the CLI): the link's own
+        lifetime and tenant apply."""
+        path, handle = exports.open_for(self.actor().tenant, token)
+        return FileResponse(handle, as_attachment=True, filename=path.rsplit("/", 1)[-1])
 
 
 class BudgetViewSet(ScopedViewSet):

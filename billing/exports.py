@@ -170,6 +170,22 @@ def link(path: str) -> str:
     return reverse("billing:export-download", args=[token])
 
 
+def open_for(tenant, token: str):
+    """``(path, handle)`` of a signed local link that belongs to ``tenant``; ``Http404`` for a
+    forged, stale or another tenant's one (the same answer for all three)."""
+    from django.http import Http404
+
+    gone = "This export link is unknown or has expired; export again."
+    try:
+        path, handle = open_signed(token)
+    except (signing.BadSignature, FileNotFoundError):
+        raise Http404(gone) from None
+    if not path.startswith(f"tenant-{tenant.app_id}/"):
+        handle.close()
+        raise Http404(gone)
+    return path, handle
+
+
 def open_signed(token: str):
     """The file behind a signed local link; raises ``signing.BadSignature`` (or
     ``SignatureExpired``) for a forged or stale one."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.contrib import messages
-from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
@@ -111,13 +110,7 @@ def export(request, month: str, fmt: str):
 @page("GET", actions="billing:ExportBill")
 def export_download(request, token: str):
     actor = _actor(request, "billing:ExportBill")
-    try:
-        path, handle = exports.open_signed(token)
-    except (signing.BadSignature, FileNotFoundError):
-        raise Http404("This export link is unknown or has expired; export again.") from None
-    if not path.startswith(f"tenant-{actor.tenant.app_id}/"):
-        handle.close()
-        raise Http404("This export link is unknown or has expired; export again.")
+    path, handle = exports.open_for(actor.tenant, token)
     return FileResponse(handle, as_attachment=True, filename=path.rsplit("/", 1)[-1])
 
 

@@ -69,6 +69,13 @@ def register(reg) -> None:
     # the outsider's own bill of the same month: its own (empty) numbers, none of the victim's
     reg.case("bill-detail", "GET", kwargs=lambda ctx: month, expect={200})
     reg.case("bill-export", "GET", kwargs=lambda ctx: month, query="format=csv", expect={200})
+    # the victim's export link through the API: another tenant's file is 404
+    reg.case(
+        "bill-export-file",
+        "GET",
+        kwargs=lambda ctx: {"token": ctx.v["export_token"]},
+        expect={404},
+    )
     reg.case(
         "budget-list",
         "POST",

@@ -1,10 +1,12 @@
 """The whole flow through the installed `ems` command against a live portal (the Procfile's
 processes on the embedded default): signup → login → role → bucket → config from an upload →
-deploy --wait → predict → scale → version 2.0 → update → rollback → stop → delete; plus the
-exit codes and one-line errors scripts rely on."""
+deploy --wait → predict → scale → version 2.0 → update → rollback → usage list and export
+(CSV, XLSX) → stop → delete; plus the exit codes and one-line errors scripts rely on."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -12,6 +14,8 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -149,11 +153,57 @@ def test_whole_flow_through_the_cli(stack, ems, tmp_path):
     listed = _json(ems("services", "list", "-o", "json"))
     assert [s["service_id"] for s in listed] == [sid]
 
+    _usage_through_the_cli(ems, sid, tmp_path)
+
     stopped = _json(ems("services", "stop", sid, "--wait", "-o", "json"))
     assert stopped["status"] == "Stopped"
     assert ems("services", "get", "ems-zzzzzzzz", code=3).stderr.startswith("ems: 404")
     ems("services", "delete", sid, "--yes")
     assert _json(ems("services", "list", "-o", "json")) == []
+
+
+def _usage_through_the_cli(ems, sid: str, tmp_path: Path) -> None:
+    """`ems usage list` and `ems usage export` (CSV and XLSX) over the minutes metered so far
+    (the live stack meters 10 s windows)."""
+    deadline = time.monotonic() + 90
+    while not (rows := _json(ems("usage", "list", "--service", sid, "-o", "json"))):
+        assert time.monotonic() < deadline, "no usage was metered within 90 s"
+        time.sleep(3)
+    assert {r["service_id"] for r in rows} == {sid}
+    assert all(Decimal(r["amount"]) > 0 and r["seconds"] > 0 for r in rows), rows[:3]
+    table = ems("usage", "list")
+    assert sid in table.stdout and " rows, " in table.stderr
+
+    # the usage rows as CSV: every row listed above is in the file (metering may add more)
+    out = tmp_path / "usage.csv"
+    written = ems("usage", "export", "--kind", "usage", "-o", str(out))
+    assert written.stdout.strip() == str(out)
+    exported = [r for r in csv.DictReader(out.open()) if r["service_id"] == sid]
+    assert {r["instance_id"] for r in rows} <= {r["instance_id"] for r in exported}
+    assert len(exported) >= len(rows)
+    assert sum(Decimal(r["amount"]) for r in exported) >= sum(Decimal(r["amount"]) for r in rows)
+
+    # the bill as CSV (the default kind), to stdout: its lines, then the total
+    bill = list(csv.DictReader(io.StringIO(ems("usage", "export", "-o", "-").stdout)))
+    assert bill[-1]["kind"] == "total" and any(r["service_id"] == sid for r in bill[:-1])
+
+    # XLSX: a Bill and a Usage sheet, opened with openpyxl
+    from openpyxl import load_workbook
+
+    xlsx = tmp_path / "bill.xlsx"
+    ems("usage", "export", "--format", "xlsx", "-o", str(xlsx))
+    book = load_workbook(xlsx, read_only=True)
+    assert book.sheetnames == ["Bill", "Usage"]
+    usage_sheet = list(book["Usage"].iter_rows(values_only=True))
+    assert usage_sheet[0][:2] == ("service_id", "instance_id")
+    assert sum(1 for r in usage_sheet[1:] if r[0] == sid) >= len(rows)
+
+    # wrong input is a usage error (exit 2) that says what to write
+    assert "YYYY-MM" in ems("usage", "export", "--month", "2026-13", code=2).stderr
+    assert "--kind" in ems("usage", "export", "--format", "xlsx", "--kind", "usage", code=2).stderr
+    # a month with no usage exports a bill of only its total
+    empty = ems("usage", "export", "--month", "2001-01", "-o", "-").stdout
+    assert [r["kind"] for r in csv.DictReader(io.StringIO(empty))] == ["total"]
 
 
 def test_usage_errors_and_unreachable(ems, tmp_path):
