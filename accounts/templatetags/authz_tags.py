@@ -14,8 +14,10 @@ def can(context, action: str, resource=None) -> bool:
     actor = getattr(request, "actor", None)
     if actor is None:
         return False
-    if resource is None:
-        resource = authz.resource_name(actor.tenant, "*", "*")
+    if resource is None:  # a collection action: the resource the door checks for it
+        from accounts import door
+
+        resource = door.collection_resource(actor, action)
     elif isinstance(resource, str) and not resource.startswith("ems:"):  # "bucket/<name>"
         kind, _, ident = resource.partition("/")
         resource = authz.resource_name(actor.tenant, kind, ident or "*")
