@@ -1,12 +1,17 @@
 """The five steps in a real browser (Debian's Chromium driven by Playwright) against a live
 portal on the embedded default: sign up → authorize the service role → a bucket → a config three
 times, once per model source (upload, pick in the browse dialog, typed address) → deploy on the
-public group → Normal without a reload → the invoke page → its curl line → roses. Every step is
-screenshotted (``EMS_SCREENSHOTS``, default var/screenshots) and checked with axe-core: no
-serious or critical violation on the pages walked."""
+public group → Normal without a reload → the invoke page → its curl line → roses; a sub-account
+restricted until a policy is attached; the operator adds a tenant; then the demo tenant of
+`make run` (log in → Getting started → deploy flowers → roses in the invoke console), the
+service page's monitoring charts with its requests, and the billing page with its CSV and XLSX
+exports downloaded and opened. Every step is screenshotted (``EMS_SCREENSHOTS``, default
+var/screenshots) and checked with axe-core: no serious or critical violation on the pages
+walked."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -14,6 +19,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -285,4 +291,102 @@ def _journey(j, page, stack, flower, tmp_path) -> None:
     op.screenshot(path=str(SHOTS / f"{j.step:02d}-operator-tenant.png"), full_page=True)
     op_context.close()
 
+    _demo_monitoring_and_billing(j, page, stack, flower, tmp_path)
     assert not j.violations, "\n".join(j.violations)
+
+
+def _demo_monitoring_and_billing(j, page, stack, flower, tmp_path) -> None:
+    """The README's first run: `make run`'s demo tenant (bootstrapped with --demo, as DEBUG
+    runs do) logs in, deploys `flowers` from Getting started and gets roses in the invoke
+    page's console; then the service page's charts draw its requests, and the billing page
+    shows its cost and exports it as CSV and XLSX."""
+    # the demo's flower example is the same generator's output as the fixture's: reuse it
+    examples = stack.data_dir / "examples"
+    shutil.copytree(flower, examples / "flower", dirs_exist_ok=True)
+    (examples / "flower" / ".done").write_text("ok\n")
+    stack.manage("ems_bootstrap", "--demo", env={"DEBUG": "1"}, timeout=600)
+    context = page.context.browser.new_context(
+        viewport={"width": 1280, "height": 900}, bypass_csp=True, accept_downloads=True
+    )
+    demo = context.new_page()
+    demo.set_default_timeout(60_000)
+    d = Journey(demo, stack.web_url, start=j.step)
+    d.go("/accounts/login/")
+    demo.fill("#id_username", "demo")
+    demo.fill("#id_password", "ems-demo-tenant")
+    demo.click("main button[type=submit]")
+    demo.wait_for_url(re.compile(r"/accounts/$"))
+    panel = demo.locator("section.getting-started")
+    for name in ("flowers", "flowers-ir", "iris", "angel-lr"):  # the four examples, one click
+        assert panel.locator("a", has_text=f"{name} 1.0").count() == 1, name
+    d.shot("demo-dashboard")
+    panel.locator("a", has_text="flowers 1.0").first.click()
+    demo.wait_for_url(re.compile(r"/services/new/"))
+    assert demo.input_value("#id_name") == "flowers"
+    demo.click("main button[type=submit]")
+    demo.wait_for_url(re.compile(r"/services/ems-[a-z0-9]{8}/$"))
+    service_id = demo.url.rstrip("/").rsplit("/", 1)[1]
+    demo.wait_for_selector("#live-status [data-status=Normal]", timeout=240_000)
+
+    # The invoke page's console: the seed's flower.json from a file, sent through the gateway.
+    demo.click("main a.invoke")
+    demo.wait_for_url(re.compile(r"/invoke/$"))
+    demo.set_input_files("#console-file", str(flower / "flower.json"))
+    demo.wait_for_function("document.getElementById('console-body').value.includes('b64')")
+    for _ in range(5):  # a few requests, for the charts below
+        demo.evaluate("document.getElementById('console-answer').textContent = ''")
+        demo.click("#send")
+        demo.wait_for_function(
+            "document.getElementById('console-answer').textContent.includes('predictions')"
+        )
+    answer = json.loads(demo.inner_text("#console-answer"))
+    assert answer["predictions"][0]["classes"] == "roses", answer
+    assert demo.inner_text("#console-status") == "200"
+    d.shot("demo-console")
+
+    # Monitoring: the charts of the service page draw the requests just sent.
+    d.go(f"/services/{service_id}/")
+    metrics = demo.get_attribute("#monitoring", "data-url") + "?window=1h"
+    fetch = "async (url) => (await fetch(url, {credentials: 'same-origin'})).json()"
+    deadline = time.monotonic() + 120
+    while True:
+        doc = demo.evaluate(fetch, metrics)
+        if any(value > 0 for _, value in doc["series"].get("rps") or []):
+            break
+        assert time.monotonic() < deadline, f"no request rate within 120 s: {doc}"
+        time.sleep(3)
+    assert any(v >= 1 for _, v in doc["series"]["replicas"]), doc["series"]["replicas"]
+    d.go(f"/services/{service_id}/")  # drawn from the data that is there now
+    demo.wait_for_selector("#monitoring[data-updated]")
+    assert demo.locator("#monitoring figure.chart canvas").count() >= 5
+    assert demo.inner_text("#monitoring .chart-status") == ""
+    d.shot("monitoring")
+
+    # Billing: the month to date lists the service once the meter has passed (10 s windows).
+    deadline = time.monotonic() + 120
+    while True:
+        d.go("/billing/")
+        if f"/services/{service_id}/" in demo.content():
+            break
+        assert time.monotonic() < deadline, "the bill never listed the service"
+        time.sleep(3)
+    d.shot("billing")
+    with demo.expect_download() as download:
+        demo.click("main a:has-text('bill (CSV)')")
+    path = tmp_path / "bill.csv"
+    download.value.save_as(path)
+    rows = list(csv.DictReader(path.open()))
+    assert rows[-1]["kind"] == "total" and any(r["service_id"] == service_id for r in rows)
+    with demo.expect_download() as download:
+        demo.click("main a:has-text('bill and usage (XLSX)')")
+    path = tmp_path / "bill.xlsx"
+    download.value.save_as(path)
+    from openpyxl import load_workbook
+
+    book = load_workbook(path, read_only=True)
+    assert book.sheetnames == ["Bill", "Usage"]
+    usage = list(book["Usage"].iter_rows(values_only=True))[1:]
+    assert usage and {row[0] for row in usage} == {service_id}
+    j.violations += d.violations
+    j.step = d.step
+    context.close()
