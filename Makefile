@@ -26,8 +26,8 @@ run: setup
 	@echo "Operator:     http://$(EMS_WEB_BIND)/admin/   operator / ems-demo-operator"
 	@echo "Gateway:      $${EMS_GATEWAY_URL:-http://127.0.0.1:8080}/<service id>/v1/models/m:predict"
 	@echo "Health:       http://$(EMS_WEB_BIND)/healthz"
-	@echo "Demo:         log in as demo; the dashboard's Getting started deploys an example in one click"
-	@echo "              (flowers answers $${EMS_DATA_DIR:-var}/examples/flower/flower.json with roses)"
+	@echo "Demo:         log in as demo; Getting started -> flowers 1.0 -> Deploy; when Normal: Invoke,"
+	@echo "              console 'or a JSON file' -> $${EMS_DATA_DIR:-var}/examples/flower/flower.json -> Send: roses"
 	@echo
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/honcho start
 
