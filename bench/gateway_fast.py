@@ -1,0 +1,258 @@
+"""The gateway against nginx, both in front of an upstream that is never the bottleneck.
+
+    python bench/gateway_bench.py --fast-only [--rounds 5 --seconds 5 --workers 1]
+
+The upstream is Debian's nginx answering a fixed JSON body (``return 200 '…'``): tens of
+thousands of answers per second per core, so what is measured is the proxy. Side by side in
+one run, interleaved round by round (the order flips every round, the cores are shared):
+
+* wrk -> nginx (reverse proxy, upstream keep-alive, ``worker_processes`` = W) -> upstream
+* wrk -> the gateway (``EMS_GATEWAY_WORKERS`` = W, a real route record with a token hash,
+  the token checked on every request) -> the same upstream
+
+at 1 connection (p50) and 32 connections (requests/s). Writes the section "Gateway against a
+fast upstream" of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.report import markdown_table, write_section
+from bench.wrk import run_wrk
+from gateway.routes import make_route, open_store
+from gateway.tokens import generate_token, token_sha256
+from runtimes.testing import free_port
+
+BODY = b'{"instances": [{"sparseIndices": [1, 5, 9], "sparseValues": [1.0, 1, 1]}]}'
+ANSWER = '{"predictions": [[0.2689414213699951, 0.7310585786300049]]}'
+PREDICT = "/v1/models/m:predict"
+COMMON = """
+daemon off;
+pid {tmp}/{name}.pid;
+error_log {tmp}/{name}.error.log warn;
+events {{ worker_connections 4096; }}
+"""
+UPSTREAM_CONF = (
+    COMMON
+    + """
+worker_processes 1;
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path {tmp}/u-body;
+  server {{
+    listen 127.0.0.1:{port} reuseport backlog=4096;
+    location / {{ default_type application/json; return 200 '{answer}'; }}
+  }}
+}}
+"""
+)
+# A production reverse proxy: upstream keep-alive (HTTP/1.1, Connection cleared), the token
+# compared (a map lookup: plain text, not a hash), access log off like the gateway (which has
+# none); keepalive_requests raised so wrk's connections are not closed every 1000 requests
+# (the gateway never closes a client's keep-alive connection while it is used).
+PROXY_CONF = (
+    COMMON
+    + """
+worker_processes {workers};
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path {tmp}/p-body; proxy_temp_path {tmp}/p-proxy;
+  fastcgi_temp_path {tmp}/fcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+  map $http_x_auth_token $token_ok {{ "{token}" 1; default 0; }}
+  upstream runtime {{ server 127.0.0.1:{upstream}; keepalive 64; keepalive_requests 1000000; }}
+  server {{
+    listen 127.0.0.1:{port} reuseport backlog=4096;
+    location / {{
+      if ($token_ok = 0) {{ return 401; }}
+      proxy_pass http://runtime;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For $remote_addr;
+    }}
+  }}
+}}
+"""
+)
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else ""
+    )
+    if not found:
+        raise SystemExit(
+            "nginx is missing: apt-get install nginx (Debian's package; the benchmark runs it "
+            "with its own temporary configuration on loopback ports, never the system's)"
+        )
+    return found
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def start_nginx(tmp: Path, name: str, conf: str, port: int) -> subprocess.Popen:
+    path = tmp / f"{name}.conf"
+    path.write_text(conf)
+    proc = subprocess.Popen([nginx_binary(), "-c", str(path), "-e", str(tmp / f"{name}.err")])
+    wait_port(port)
+    return proc
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its children (nginx's workers, the gateway's worker processes)."""
+    time.sleep(0.3)
+    out = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def spread(values: list[float], fmt: str) -> str:
+    """median (min–max)"""
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}–{fmt.format(max(values))})"
+
+
+def measure(start_gateway, tmp: Path, rounds: int, secs: int, workers: int) -> dict:
+    """Start the upstream, nginx and the gateway; run the interleaved rounds."""
+    token = generate_token()
+    up_port, nginx_port = free_port(), free_port()
+    procs = [
+        start_nginx(
+            tmp,
+            "upstream",
+            UPSTREAM_CONF.format(tmp=tmp, name="upstream", port=up_port, answer=ANSWER),
+            up_port,
+        )
+    ]
+    try:
+        conf = PROXY_CONF.format(
+            tmp=tmp, name="proxy", port=nginx_port, upstream=up_port, workers=workers, token=token
+        )
+        procs.append(start_nginx(tmp, "proxy", conf, nginx_port))
+        routes = f"file://{tmp}/fast-routes.json"
+        open_store(routes).publish(
+            make_route(
+                service_id="ems-fast",
+                tenant_id=0,
+                auth=True,
+                token_sha256=[token_sha256(token)],
+                instances=[{"id": "u1", "url": f"http://127.0.0.1:{up_port}", "state": "healthy"}],
+            )
+        )
+        gw, gw_port, _ = start_gateway(routes, workers=workers)
+        procs.append(gw)
+        targets = {
+            "nginx": (f"http://127.0.0.1:{nginx_port}{PREDICT}", process_tree(procs[1].pid)),
+            "gateway": (f"http://127.0.0.1:{gw_port}/ems-fast{PREDICT}", process_tree(gw.pid)),
+        }
+        headers = {"x-Auth-Token": token}
+        for url, _ in targets.values():  # warm up; a wrong token would show as non-2xx
+            r = run_wrk(url, BODY, connections=4, seconds=1, headers=headers)
+            assert r.non_2xx == 0 and r.errors == 0, (url, r)
+        out: dict = {"rounds": [], "workers": workers}
+        for i in range(rounds):
+            order = list(targets) if i % 2 == 0 else list(targets)[::-1]
+            row: dict = {"load": os.getloadavg()[0]}
+            for name in order:
+                url, pids = targets[name]
+                one = run_wrk(url, BODY, connections=1, seconds=secs, headers=headers)
+                cpu0 = cpu_seconds(pids)
+                many = run_wrk(url, BODY, connections=32, seconds=secs, headers=headers, threads=2)
+                cpu = (cpu_seconds(pids) - cpu0) / max(many.requests_per_s * secs, 1)
+                errors = one.non_2xx + one.errors + many.non_2xx + many.errors
+                row[name] = (one.p50_ms, one.p99_ms, many.requests_per_s, cpu, errors)
+                print(f"round {i + 1} {name}: {one} {many} {cpu * 1e6:.0f} us CPU/req", flush=True)
+            row["load_after"] = os.getloadavg()[0]
+            out["rounds"].append(row)
+        return out
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(10)
+
+
+def write(res: dict, secs: int) -> str:
+    rounds, workers = res["rounds"], res["workers"]
+    col = {
+        name: list(zip(*(r[name] for r in rounds), strict=True)) for name in ("nginx", "gateway")
+    }
+    rows = []
+    for name, label in (("nginx", f"nginx 1.22 ({workers} worker{'s' * (workers > 1)})"),
+                        ("gateway", f"gateway ({workers} process{'es' * (workers > 1)}), token checked")):  # fmt: skip
+        p50, p99, rps, cpu, errs = col[name]
+        rows.append([label, spread(list(p50), "{:.3f}"), spread(list(p99), "{:.2f}"),
+                     spread(list(rps), "{:,.0f}"), spread([c * 1e6 for c in cpu], "{:.0f}"),
+                     sum(errs)])  # fmt: skip
+    added = [r["gateway"][0] - r["nginx"][0] for r in rounds]
+    ratio = [r["gateway"][2] / r["nginx"][2] for r in rounds]
+    loads = [r["load"] for r in rounds] + [r["load_after"] for r in rounds]
+    per_round = [
+        [i + 1, f"{r['load']:.2f}", f"{r['nginx'][0]:.3f}", f"{r['gateway'][0]:.3f}",
+         f"{r['gateway'][0] - r['nginx'][0]:+.3f}", f"{r['nginx'][2]:,.0f}",
+         f"{r['gateway'][2]:,.0f}", f"{r['gateway'][2] / r['nginx'][2]:.2f}"]
+        for i, r in enumerate(rounds)
+    ]  # fmt: skip
+    med_added, med_ratio = statistics.median(added), statistics.median(ratio)
+    verdicts = [
+        f"- Added p50 over nginx at 1 connection: **{med_added * 1000:+.0f} µs** (median of "
+        f"{len(rounds)} rounds, {min(added) * 1000:+.0f} to {max(added) * 1000:+.0f}; target "
+        "≤ +100 µs): "
+        + ("met." if med_added <= 0.1 else f"**missed by {(med_added - 0.1) * 1000:.0f} µs**."),
+        f"- Throughput at 32 connections: **{med_ratio:.2f}× nginx** (median, {min(ratio):.2f}–"
+        f"{max(ratio):.2f}; target ≥ 0.8×): "
+        + ("met." if med_ratio >= 0.8 else f"**missed by {0.8 - med_ratio:.2f}×**."),
+    ]
+    return f"""Written by `python bench/gateway_bench.py --fast-only` ({len(rounds)} rounds, {secs} s per
+wrk run; `wrk --latency`, 1 connection = `-t1 -c1`, 32 connections = `-t2 -c32`; the order of
+nginx and the gateway flips every round). Upstream: a second nginx (1 worker) answering
+`return 200` with a fixed 60-byte JSON body, so neither proxy waits on it. Both proxies:
+{workers} worker process{"es" * (workers > 1)} (nginx `worker_processes {workers}`, gateway
+`EMS_GATEWAY_WORKERS={workers}`), HTTP/1.1 keep-alive to the upstream, access log off (the
+gateway has none), the same POST with an `x-Auth-Token` header; nginx compares the token in a
+`map` (plain text), the gateway hashes it and compares against the route's SHA-256 (a real
+route record from the file store). CPU = CPU time of the proxy's processes per request at 32
+connections. Load average (1 min) over the run: {min(loads):.2f}–{max(loads):.2f} on
+{os.cpu_count()} cores shared with other engineers' work. Cells: median (min–max) over the rounds.
+
+{markdown_table(["proxy", "p50 ms (1 conn)", "p99 ms (1 conn)", "req/s (32 conn)", "CPU µs/req", "errors"], rows)}
+
+{chr(10).join(verdicts)}
+
+Per round (same load, measured back to back):
+
+{markdown_table(["round", "load", "nginx p50", "gateway p50", "added", "nginx req/s", "gateway req/s", "× nginx"], per_round)}
+"""
+
+
+def run(start_gateway, tmp: Path, rounds: int, secs: int, workers: int, notes: str = "") -> None:
+    nginx_binary()
+    res = measure(start_gateway, tmp, rounds, secs, workers)
+    body = write(res, secs) + ("\n" + notes if notes else "")
+    write_section("Gateway against a fast upstream", body)
+    print(body)
+    sys.stdout.flush()
