@@ -134,7 +134,8 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def spread(values: list[float], fmt: str) -> str:
     """median (min–max)"""
-    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}–{fmt.format(max(values))})"
+    med, lo, hi = (fmt.format(f(values)) for f in (statistics.median, min, max))
+    return f"{med} ({lo}–{hi})"
 
 
 def measure(start_gateway, tmp: Path, rounds: int, secs: int, workers: int) -> dict:
@@ -202,8 +203,11 @@ def write(res: dict, secs: int) -> str:
         name: list(zip(*(r[name] for r in rounds), strict=True)) for name in ("nginx", "gateway")
     }
     rows = []
-    for name, label in (("nginx", f"nginx 1.22 ({workers} worker{'s' * (workers > 1)})"),
-                        ("gateway", f"gateway ({workers} process{'es' * (workers > 1)}), token checked")):  # fmt: skip
+    labels = {
+        "nginx": f"nginx 1.22 ({workers} worker{'s' * (workers > 1)})",
+        "gateway": f"gateway ({workers} process{'es' * (workers > 1)}), token checked",
+    }
+    for name, label in labels.items():
         p50, p99, rps, cpu, errs = col[name]
         rows.append([label, spread(list(p50), "{:.3f}"), spread(list(p99), "{:.2f}"),
                      spread(list(rps), "{:,.0f}"), spread([c * 1e6 for c in cpu], "{:.0f}"),
@@ -227,7 +231,11 @@ def write(res: dict, secs: int) -> str:
         f"{max(ratio):.2f}; target ≥ 0.8×): "
         + ("met." if med_ratio >= 0.8 else f"**missed by {0.8 - med_ratio:.2f}×**."),
     ]
-    return f"""Written by `python bench/gateway_bench.py --fast-only` ({len(rounds)} rounds, {secs} s per
+    head = ["proxy", "p50 ms (1 conn)", "p99 ms (1 conn)", "req/s (32 conn)", "CPU µs/req"]
+    head2 = ["round", "load", "nginx p50", "gateway p50", "added", "nginx req/s"]
+    head2 += ["gateway req/s", "× nginx"]
+    n = len(rounds)
+    return f"""Written by `python bench/gateway_bench.py --fast-only` ({n} rounds, {secs} s per
 wrk run; `wrk --latency`, 1 connection = `-t1 -c1`, 32 connections = `-t2 -c32`; the order of
 nginx and the gateway flips every round). Upstream: a second nginx (1 worker) answering
 `return 200` with a fixed 60-byte JSON body, so neither proxy waits on it. Both proxies:
@@ -239,13 +247,13 @@ route record from the file store). CPU = CPU time of the proxy's processes per r
 connections. Load average (1 min) over the run: {min(loads):.2f}–{max(loads):.2f} on
 {os.cpu_count()} cores shared with other engineers' work. Cells: median (min–max) over the rounds.
 
-{markdown_table(["proxy", "p50 ms (1 conn)", "p99 ms (1 conn)", "req/s (32 conn)", "CPU µs/req", "errors"], rows)}
+{markdown_table([*head, "errors"], rows)}
 
 {chr(10).join(verdicts)}
 
 Per round (same load, measured back to back):
 
-{markdown_table(["round", "load", "nginx p50", "gateway p50", "added", "nginx req/s", "gateway req/s", "× nginx"], per_round)}
+{markdown_table(head2, per_round)}
 """
 
 

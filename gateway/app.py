@@ -296,15 +296,24 @@ class Gateway:
         return svc, rest
 
     def observe(self, sid: str, status: int, seconds: float, instance: str | None = None) -> None:
+        """Count one answer for the service and the instance (``Stats.add``, inlined: this
+        runs once per request)."""
         st = self.stats.get(sid)
         if st is None:
             st = self.stats[sid] = Stats()
-        st.add(status, seconds)
+        at = bisect_left(LATENCY_BUCKETS, seconds)
+        by = st.by_status
+        by[status] = by.get(status, 0) + 1
+        st.buckets[at] += 1
+        st.sum += seconds
+        st.count += 1
         if instance is not None:
-            ist = st.instances.get(instance)
-            if ist is None:
-                ist = st.instances[instance] = Stats()
-            ist.add(status, seconds)
+            st = st.instances.get(instance) or st.instances.setdefault(instance, Stats())
+            by = st.by_status
+            by[status] = by.get(status, 0) + 1
+            st.buckets[at] += 1
+            st.sum += seconds
+            st.count += 1
 
     def counters(self) -> dict[str, Any]:
         """Every service's cumulative counters, for the report to the route store."""
