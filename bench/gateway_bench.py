@@ -159,12 +159,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--fast-only", action="store_true", help="only the fast-upstream rows")
-    parser.add_argument("--rounds", type=int, default=5, help="fast upstream: rounds")
+    parser.add_argument("--rounds", type=int, default=8, help="fast upstream: rounds")
     parser.add_argument("--workers", type=int, default=1, help="fast upstream: processes each")
     args = parser.parse_args()
     secs = args.seconds
     tmp = Path(tempfile.mkdtemp(prefix="ems-gwbench-"))
-    gateway_fast.run(start_gateway, tmp, args.rounds, min(secs, 5), args.workers)
+    gateway_fast.run(start_gateway, tmp, args.rounds, min(secs, 3), args.workers)
     if args.fast_only:
         return
     token = generate_token()

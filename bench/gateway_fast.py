@@ -218,10 +218,13 @@ def write(res: dict, secs: int) -> str:
     per_round = [
         [i + 1, f"{r['load']:.2f}", f"{r['nginx'][0]:.3f}", f"{r['gateway'][0]:.3f}",
          f"{r['gateway'][0] - r['nginx'][0]:+.3f}", f"{r['nginx'][2]:,.0f}",
-         f"{r['gateway'][2]:,.0f}", f"{r['gateway'][2] / r['nginx'][2]:.2f}"]
+         f"{r['gateway'][2]:,.0f}", f"{r['gateway'][2] / r['nginx'][2]:.2f}",
+         f"{r['nginx'][3] * 1e6:.0f} / {r['gateway'][3] * 1e6:.0f}"]
         for i, r in enumerate(rounds)
     ]  # fmt: skip
     med_added, med_ratio = statistics.median(added), statistics.median(ratio)
+    cpu_ratio = [r["nginx"][3] / r["gateway"][3] for r in rounds]
+    py_us = res.get("python_us") or [0.0]
     verdicts = [
         f"- Added p50 over nginx at 1 connection: **{med_added * 1000:+.0f} µs** (median of "
         f"{len(rounds)} rounds, {min(added) * 1000:+.0f} to {max(added) * 1000:+.0f}; target "
@@ -230,10 +233,16 @@ def write(res: dict, secs: int) -> str:
         f"- Throughput at 32 connections: **{med_ratio:.2f}× nginx** (median, {min(ratio):.2f}–"
         f"{max(ratio):.2f}; target ≥ 0.8×): "
         + ("met." if med_ratio >= 0.8 else f"**missed by {0.8 - med_ratio:.2f}×**."),
+        f"- Requests per CPU second (what decides throughput when every process gets a fair "
+        f"share of busy cores): the gateway does **{statistics.median(cpu_ratio):.2f}×** "
+        f"nginx's ({min(cpu_ratio):.2f}–{max(cpu_ratio):.2f}).",
+        f"- Of the gateway's CPU per request, its Python path (parse, route, token, balance, "
+        f"forward, answer, count; no socket) takes **{statistics.median(py_us):.1f} µs** "
+        f"(`python_path_us`, {min(py_us):.1f}–{max(py_us):.1f} over 3 runs of 50,000).",
     ]
     head = ["proxy", "p50 ms (1 conn)", "p99 ms (1 conn)", "req/s (32 conn)", "CPU µs/req"]
     head2 = ["round", "load", "nginx p50", "gateway p50", "added", "nginx req/s"]
-    head2 += ["gateway req/s", "× nginx"]
+    head2 += ["gateway req/s", "× nginx", "CPU µs/req nginx / gateway"]
     n = len(rounds)
     return f"""Written by `python bench/gateway_bench.py --fast-only` ({n} rounds, {secs} s per
 wrk run; `wrk --latency`, 1 connection = `-t1 -c1`, 32 connections = `-t2 -c32`; the order of
@@ -257,9 +266,73 @@ Per round (same load, measured back to back):
 """
 
 
+class _Transport:
+    """Stands in for a socket: counts writes, so only the gateway's own Python is timed."""
+
+    writes = 0
+
+    def write(self, data: bytes) -> None:
+        _Transport.writes += 1
+
+    writelines = write
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_extra_info(self, name: str):
+        return ("127.0.0.1", 50000)
+
+
+def python_path_us(n: int = 50000) -> float:
+    """CPU µs per request spent in the gateway's Python (and httptools) with no socket:
+    the client's request fed to ``ClientConn``, the upstream's answer to ``UpstreamConn``,
+    through the same route, token check, balancing, forwarding and counters as in serving."""
+    import uvloop
+
+    from gateway.app import Gateway
+    from gateway.protocol import ClientConn
+    from gateway.upstream import UpstreamConn
+
+    gw = Gateway(domain="ems.localhost", max_body=1 << 25, upstream_timeout=60, gateway_id="b")
+    gw.loop = uvloop.new_event_loop()
+    token = generate_token()
+    inst = [{"id": "u1", "url": "http://127.0.0.1:9", "state": "healthy"}]
+    rt = make_route(
+        service_id="ems-fast", tenant_id=0, auth=True, token_sha256=[token_sha256(token)],
+        instances=inst,
+    )  # fmt: skip
+    gw.apply({"ems-fast": rt}, 1, True)
+    client = ClientConn(gw)
+    client.connection_made(_Transport())
+    up = gw.services["ems-fast"].healthy[0]
+    conn = UpstreamConn(up)
+    conn.connection_made(_Transport())
+    up.idle.append(conn)
+    request = (
+        b"POST /ems-fast%s HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nx-Auth-Token: %s\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+    ) % (PREDICT.encode(), token.encode(), len(BODY), BODY)
+    answer = (
+        b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Mon, 30 Nov 2026 15:25:59 GMT\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: keep-alive"
+        b"\r\n\r\n%s"
+    ) % (len(ANSWER), ANSWER.encode())
+    before = _Transport.writes
+    for _ in range(1000):
+        client.data_received(request)
+        conn.data_received(answer)
+    assert _Transport.writes - before == 2000, "not every request was forwarded and answered"
+    started = time.process_time()
+    for _ in range(n):
+        client.data_received(request)
+        conn.data_received(answer)
+    return (time.process_time() - started) / n * 1e6
+
+
 def run(start_gateway, tmp: Path, rounds: int, secs: int, workers: int, notes: str = "") -> None:
     nginx_binary()
     res = measure(start_gateway, tmp, rounds, secs, workers)
+    res["python_us"] = [python_path_us() for _ in range(3)]
     body = write(res, secs) + ("\n" + notes if notes else "")
     write_section("Gateway against a fast upstream", body)
     print(body)

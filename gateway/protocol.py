@@ -15,7 +15,7 @@ import logging
 from collections import deque
 from hmac import compare_digest
 from http import HTTPStatus
-from time import monotonic, perf_counter, time
+from time import monotonic, time
 from urllib.parse import parse_qs
 
 import httptools
@@ -57,6 +57,8 @@ class ClientConn(asyncio.Protocol):
     def __init__(self, gw: Gateway, admin: bool = False) -> None:
         self.gw = gw
         self.admin = admin  # accepted on the admin listener: own endpoints only
+        self.max_header = gw.max_header
+        self.head_cap = gw.max_url + gw.max_header + 8192  # bytes read in a head, at most
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.queue: deque = deque()
@@ -140,10 +142,9 @@ class ClientConn(asyncio.Protocol):
         except httptools.HttpParserError:
             self._reject(400, "malformed HTTP request")
             return
-        gw = self.gw
-        if self.phase != BODY and self.raw_head > gw.max_url + gw.max_header + 8192:
+        if self.phase != BODY and self.raw_head > self.head_cap:
             # one header line still being read is buffered by httptools: stop it here
-            self._reject(431, f"request headers over the limit of {gw.max_header} bytes")
+            self._reject(431, f"request headers over the limit of {self.max_header} bytes")
 
     def _reject(self, status: int, message: str) -> None:
         """A request the parser refused: answered after the answers still due on this
@@ -174,7 +175,7 @@ class ClientConn(asyncio.Protocol):
     # ---- httptools callbacks ----
     def on_message_begin(self) -> None:
         self._reset()
-        self.phase, self.phase_since = HEAD, monotonic()
+        self.phase, self.phase_since = HEAD, self.last_seen  # set by data_received: now
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -183,9 +184,9 @@ class ClientConn(asyncio.Protocol):
             raise self.limit
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_size += len(name) + len(value) + 4
-        if self.head_size > self.gw.max_header:
-            self.limit = Limit(431, f"request headers over the limit of {self.gw.max_header} bytes")
+        size = self.head_size = self.head_size + len(name) + len(value) + 4
+        if size > self.max_header:
+            self.limit = Limit(431, f"request headers over the limit of {self.max_header} bytes")
             raise self.limit
         name = name.lower()
         if name not in HOP_BY_HOP:  # rendered once, here: forward_headers only joins them
@@ -203,7 +204,7 @@ class ClientConn(asyncio.Protocol):
             self.conn_names += b"," + value
 
     def on_headers_complete(self) -> None:
-        self.phase, self.phase_since, self.raw_head = BODY, monotonic(), 0
+        self.phase, self.phase_since, self.raw_head = BODY, self.last_seen, 0
         if self.too_big and not self.busy and not self.queue:
             self._refuse_early()
         elif self.expect and not self.too_big and self.transport is not None:
@@ -357,7 +358,7 @@ class ClientConn(asyncio.Protocol):
         self.head_request = method == b"HEAD"
         gw.client_inflight += 1
         self.keep_alive = keep_alive
-        self.started = perf_counter()
+        self.started = monotonic()
         self.sid = None
         self.answered_by = None
         path, _, query = url.partition(b"?")
@@ -395,7 +396,7 @@ class ClientConn(asyncio.Protocol):
         self.tail = self.forward_headers(headers, conn_names, size)
         self.payload, self.size_out = body, size
         self.tried, self.resent, self.error = [], False, None
-        self.deadline = monotonic() + gw.upstream_timeout
+        self.deadline = self.started + gw.upstream_timeout
         self.attempt()
 
     def token_ok(self, svc: Service, token: bytes | None) -> bool:
@@ -525,11 +526,12 @@ class ClientConn(asyncio.Protocol):
         self.send(status, lines, [body] if body.__class__ is bytes else body, self.keep_alive)
         gw = self.gw
         gw.client_inflight -= 1
+        now = monotonic()
         if self.sid is not None:
-            gw.observe(self.sid, status, perf_counter() - self.started, self.answered_by)
+            gw.observe(self.sid, status, now - self.started, self.answered_by)
         self.busy = False
         self.answered = True
-        self.last_seen = monotonic()  # idle from the answer on, not from the request
+        self.last_seen = now  # idle from the answer on, not from the request
         if self.queue:  # pipelined: next one on the next loop turn, not by recursion
             gw.loop.call_soon(self._next)
 
