@@ -315,9 +315,12 @@ def write(res: dict, secs: int) -> str:
     head2 = ["round", "load", "nginx p50", "gateway p50", "added", "nginx req/s"]
     head2 += ["gateway req/s", "× nginx", "CPU µs/req nginx / gateway"]
     n = len(rounds)
-    return f"""Written by `python bench/gateway_bench.py --fast-only` ({n} rounds, {secs} s per
+    cmd = "`python bench/gateway_bench.py --fast-only`"
+    if res.get("baseline"):
+        cmd = cmd[:-1] + " --baseline-src DIR` (DIR: `gateway/` as it was before this work)"
+    return f"""Written by {cmd} ({n} rounds, {secs} s per
 wrk run; `wrk --latency`, 1 connection = `-t1 -c1`, 32 connections = `-t2 -c32`; the order of
-nginx and the gateway flips every round). Upstream: a second nginx (1 worker) answering
+the proxies rotates and flips every round). Upstream: a second nginx (1 worker) answering
 `return 200` with a fixed 60-byte JSON body, so neither proxy waits on it. Both proxies:
 {workers} process{"es" * (workers > 1)} serving (nginx `worker_processes {workers}`; the gateway
 is one process), HTTP/1.1 keep-alive to the upstream, access log off (the
