@@ -1,6 +1,9 @@
 """The gateway against the runtime server direct and Debian's nginx as a reverse proxy.
 
-    python bench/gateway_bench.py [--seconds 6]
+    python bench/gateway_bench.py [--seconds 6] [--fast-only --rounds 8 --baseline-src DIR]
+
+First the gateway against nginx in front of an upstream that is never the bottleneck
+(``bench/gateway_fast.py``, its own section); then the rows below.
 
 Upstream: ``python -m runtimes.server`` serving the Angel LR test model. Load: Debian's
 ``wrk`` from another process. Rows, from one run on this machine: direct, via nginx (its own
@@ -26,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import gateway_fast  # noqa: E402
 from bench.report import markdown_table, write_section  # noqa: E402
 from bench.wrk import run_wrk  # noqa: E402
 from gateway.routes import make_route, open_store  # noqa: E402
@@ -72,15 +76,20 @@ def wait_http(url: str, timeout: float = 20) -> None:
     raise TimeoutError(url)
 
 
-def start_gateway(routes: str) -> tuple[subprocess.Popen, int, int]:
-    """The gateway on a free port; returns (process, public port, admin port)."""
+def start_gateway(
+    routes: str, workers: int = 1, src: Path = ROOT
+) -> tuple[subprocess.Popen, int, int]:
+    """The gateway (of the source tree ``src``) on a free port; returns (process, public
+    port, admin port). It is one process: ``workers`` other than 1 is refused."""
+    if workers != 1:
+        raise SystemExit("the gateway runs as one process (no worker setting)")
     port, admin = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     argv = [sys.executable, "-m", "gateway", "--bind", f"127.0.0.1:{port}"]
     argv += ["--admin-bind", f"127.0.0.1:{admin}"]
     proc = subprocess.Popen(
         [*argv, "--routes", routes, "--log-level", "WARNING"],
-        cwd=ROOT,
+        cwd=src,
         env=env,
     )
     deadline = time.monotonic() + 20
@@ -153,9 +162,19 @@ def redis_url() -> str | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=6)
+    parser.add_argument("--fast-only", action="store_true", help="only the fast-upstream rows")
+    parser.add_argument("--rounds", type=int, default=8, help="fast upstream: rounds")
+    parser.add_argument(
+        "--baseline-src",
+        help="fast upstream: also measure the gateway package of this folder (e.g. made by "
+        "`git archive <commit> gateway | tar -x -C DIR`), interleaved with the others",
+    )
     args = parser.parse_args()
     secs = args.seconds
     tmp = Path(tempfile.mkdtemp(prefix="ems-gwbench-"))
+    gateway_fast.run(start_gateway, tmp, args.rounds, min(secs, 3), 1, args.baseline_src)
+    if args.fast_only:
+        return
     token = generate_token()
     procs: list[subprocess.Popen] = []
     with RunningServer("angel", MODEL, threads=1) as srv:

@@ -13,14 +13,16 @@ import asyncio
 import json
 import logging
 from collections import deque
+from hmac import compare_digest
 from http import HTTPStatus
-from time import monotonic, perf_counter
+from time import monotonic, time
 from urllib.parse import parse_qs
 
 import httptools
 
-from gateway.app import HOP_BY_HOP, RESPONSE_DROP, RETRY_AFTER, Gateway, Response
-from gateway.upstream import Upstream, UpstreamConn, UpstreamError
+from gateway.app import RETRY_AFTER, Gateway, Response, Service
+from gateway.tokens import matching_hash
+from gateway.upstream import HOP_BY_HOP, Upstream, UpstreamConn, UpstreamError
 
 log = logging.getLogger("gateway")
 REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
@@ -29,7 +31,16 @@ METHODS = frozenset({b"GET", b"POST"})
 IDLE, HEAD, BODY = 0, 1, 2  # where the parser is in the current request
 LINGER = 2.0  # seconds a connection answered before its request was read is drained
 MAX_PIPELINE = 16  # pipelined requests queued per connection before it is not read
+NO_TOKEN = 401, "missing or wrong token (x-Auth-Token)"
 QUEUE_FULL, WRITES_BLOCKED = 1, 2  # why reading is paused
+
+
+def render(headers) -> list[bytes]:
+    """(name, value) pairs -> header lines."""
+    return [b"%s: %s\r\n" % (name, value) for name, value in headers]
+
+
+JSON_LINES = render(JSON)
 
 
 class Limit(Exception):
@@ -46,6 +57,8 @@ class ClientConn(asyncio.Protocol):
     def __init__(self, gw: Gateway, admin: bool = False) -> None:
         self.gw = gw
         self.admin = admin  # accepted on the admin listener: own endpoints only
+        self.max_header = gw.max_header
+        self.head_cap = gw.max_url + gw.max_header + 8192  # bytes read in a head, at most
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.queue: deque = deque()
@@ -66,7 +79,16 @@ class ClientConn(asyncio.Protocol):
         self.conn: UpstreamConn | None = None
         self.sent_at = 0.0
         self.connecting: asyncio.Future | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # monotonic: 504 after this (checked on the tick), 0 = none
+        # per connection, for the requests that follow on it (keep-alive): the last route
+        # resolved (valid while the route table is the same object) and the last token that
+        # matched (valid for the same Service object: a republished route is a new one)
+        self.rt_table: dict | None = None
+        self.rt_key: tuple = ()
+        self.rt_hit: tuple = ()
+        self.tok_svc: Service | None = None
+        self.tok_raw = b""
+        self.tok_hash = ""
         self.peer = b""
         self.last_seen = 0.0
         self.phase = IDLE
@@ -83,7 +105,8 @@ class ClientConn(asyncio.Protocol):
 
     def _reset(self) -> None:
         self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers: list[bytes] = []  # the lines to forward, "name: value\r\n"
+        self.conn_names = b""  # the value(s) of Connection: more headers not to forward
         self.body: list[bytes] = []
         self.size = 0
         self.head_size = 0
@@ -119,10 +142,9 @@ class ClientConn(asyncio.Protocol):
         except httptools.HttpParserError:
             self._reject(400, "malformed HTTP request")
             return
-        gw = self.gw
-        if self.phase != BODY and self.raw_head > gw.max_url + gw.max_header + 8192:
+        if self.phase != BODY and self.raw_head > self.head_cap:
             # one header line still being read is buffered by httptools: stop it here
-            self._reject(431, f"request headers over the limit of {gw.max_header} bytes")
+            self._reject(431, f"request headers over the limit of {self.max_header} bytes")
 
     def _reject(self, status: int, message: str) -> None:
         """A request the parser refused: answered after the answers still due on this
@@ -153,7 +175,7 @@ class ClientConn(asyncio.Protocol):
     # ---- httptools callbacks ----
     def on_message_begin(self) -> None:
         self._reset()
-        self.phase, self.phase_since = HEAD, monotonic()
+        self.phase, self.phase_since = HEAD, self.last_seen  # set by data_received: now
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -162,23 +184,27 @@ class ClientConn(asyncio.Protocol):
             raise self.limit
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_size += len(name) + len(value) + 4
-        if self.head_size > self.gw.max_header:
-            self.limit = Limit(431, f"request headers over the limit of {self.gw.max_header} bytes")
+        size = self.head_size = self.head_size + len(name) + len(value) + 4
+        if size > self.max_header:
+            self.limit = Limit(431, f"request headers over the limit of {self.max_header} bytes")
             raise self.limit
         name = name.lower()
-        if name == b"host":
+        if name not in HOP_BY_HOP:  # rendered once, here: forward_headers only joins them
+            self.headers.append(b"%s: %s\r\n" % (name, value))
+        elif name == b"host":
             self.host = value
         elif name == b"x-auth-token":
             self.token = value
-        elif name == b"content-length" and value.isdigit() and int(value) > self.gw.max_body:
-            self.too_big = True
-        elif name == b"expect" and value.lower() == b"100-continue":
-            self.expect = True
-        self.headers.append((name, value))
+        elif name == b"content-length":
+            if value.isdigit() and int(value) > self.gw.max_body:
+                self.too_big = True
+        elif name == b"expect":
+            self.expect = value.lower() == b"100-continue"
+        elif name == b"connection":
+            self.conn_names += b"," + value
 
     def on_headers_complete(self) -> None:
-        self.phase, self.phase_since, self.raw_head = BODY, monotonic(), 0
+        self.phase, self.phase_since, self.raw_head = BODY, self.last_seen, 0
         if self.too_big and not self.busy and not self.queue:
             self._refuse_early()
         elif self.expect and not self.too_big and self.transport is not None:
@@ -202,7 +228,7 @@ class ClientConn(asyncio.Protocol):
             self.gw.big_bytes += self.size
         req = (
             p.get_method(), self.url, self.headers, self.body, self.size, p.should_keep_alive(),
-            self.too_big, self.host, self.token,
+            self.too_big, self.host, self.token, self.conn_names,
         )  # fmt: skip
         self.body = []  # the request holds it now; an idle connection pins no body
         if self.busy:
@@ -237,6 +263,8 @@ class ClientConn(asyncio.Protocol):
         if self.linger is not None and now >= self.linger_until:
             self.linger.close()
             self.linger = None
+        if self.deadline and now >= self.deadline and self.busy:
+            self.on_timeout()  # on the tick, not a timer per request: 504 up to TICK late
         if self.transport is None or self.paused:  # paused by us: not the client's delay
             return
         gw = self.gw
@@ -280,7 +308,7 @@ class ClientConn(asyncio.Protocol):
             self.gw.check(svc, self.token)
         except Response as r:  # answered and closed like _fatal: the unread body lingers
             unread, self.phase = self.phase != IDLE, IDLE
-            self.send(r.status, (*JSON, *r.headers), [r.body], False, unread)
+            self.send(r.status, render((*JSON, *r.headers)), [r.body], False, unread)
             return
         self._fatal(413, f"request body over the limit of {self.gw.max_body} bytes")
 
@@ -289,28 +317,27 @@ class ClientConn(asyncio.Protocol):
         to LINGER seconds after our half-close, so the client can read the answer: closing
         with unread input would reset the connection and lose it."""
         unread, self.phase = self.phase != IDLE, IDLE
-        self.send(status, JSON, [json.dumps({"error": message}).encode()], False, unread)
+        self.send(status, JSON_LINES, [json.dumps({"error": message}).encode()], False, unread)
 
     def send(
-        self, status: int, headers, body: list[bytes], keep_alive: bool, linger: bool = False
-    ) -> None:
+        self, status: int, lines: list[bytes], body: list[bytes], keep_alive: bool,
+        linger: bool = False,
+    ) -> None:  # fmt: skip
+        """Write an answer: ``lines`` are its header lines (``b"name: value\\r\\n"``), the
+        head and a small body go out in one write."""
         if self.transport is None:
             return
         keep_alive = keep_alive and not self.gw.draining
-        out = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Unknown"))]
-        for name, value in headers:
-            out.append(b"%s: %s\r\n" % (name, value))
-        out.append(b"content-length: %d\r\n" % sum(map(len, body)))
-        if not keep_alive:
-            out.append(b"connection: close\r\n")
-        out.append(b"\r\n")
+        head = b"HTTP/1.1 %d %s\r\n%scontent-length: %d\r\n%s\r\n" % (
+            status, REASONS.get(status, b"Unknown"), b"".join(lines), sum(map(len, body)),
+            b"" if keep_alive else b"connection: close\r\n",
+        )  # fmt: skip
         if self.head_request:  # an answer to HEAD has the length but not the body
-            self.transport.write(b"".join(out))
+            self.transport.write(head)
         elif len(body) == 1 and len(body[0]) < 65536:
-            out.append(body[0])
-            self.transport.write(b"".join(out))
+            self.transport.write(head + body[0])
         else:  # large: the chunks as they came, never copied into one buffer
-            self.transport.writelines([b"".join(out), *body])
+            self.transport.writelines([head, *body])
         if not keep_alive:
             if linger and self.transport.can_write_eof():
                 self.transport.write_eof()
@@ -326,12 +353,12 @@ class ClientConn(asyncio.Protocol):
 
     def begin(self, req: tuple) -> None:
         gw = self.gw
-        method, url, headers, body, size, keep_alive, too_big, host, token = req
+        method, url, headers, body, size, keep_alive, too_big, host, token, conn_names = req
         self.busy = True
         self.head_request = method == b"HEAD"
         gw.client_inflight += 1
         self.keep_alive = keep_alive
-        self.started = perf_counter()
+        self.started = monotonic()
         self.sid = None
         self.answered_by = None
         path, _, query = url.partition(b"?")
@@ -342,11 +369,16 @@ class ClientConn(asyncio.Protocol):
                 self.reply(404, JSON, b'{"error": "not found"}')
             return
         try:
-            svc, rest = gw.resolve(host, path)
+            if gw.services is self.rt_table and self.rt_key == (path, host):
+                svc, rest = self.rt_hit  # the same route as this connection's last request
+            else:
+                svc, rest = self.rt_hit = gw.resolve(host, path)
+                self.rt_table, self.rt_key = gw.services, (path, host)
             self.sid = svc.id
             if svc.refuse:  # e.g. the tenant is suspended: say so, proxy nothing
                 raise Response(403, svc.refuse)
-            gw.check(svc, token)
+            if svc.auth and not self.token_ok(svc, token):
+                raise Response(*NO_TOKEN)
             if method not in METHODS:
                 raise Response(405, "the TF-Serving REST API takes GET and POST only")
             if too_big:
@@ -361,11 +393,24 @@ class ClientConn(asyncio.Protocol):
             return
         self.svc = svc
         self.head = b"%s %s%s%s HTTP/1.1\r\nhost: " % (method, rest, b"?" if query else b"", query)
-        self.tail = self.forward_headers(headers, size)
+        self.tail = self.forward_headers(headers, conn_names, size)
         self.payload, self.size_out = body, size
         self.tried, self.resent, self.error = [], False, None
-        self.timer = gw.loop.call_later(gw.upstream_timeout, self.on_timeout)
+        self.deadline = self.started + gw.upstream_timeout
         self.attempt()
+
+    def token_ok(self, svc: Service, token: bytes | None) -> bool:
+        """``gateway.tokens.check_token``, with the SHA-256 skipped for a token that already
+        matched this route on this connection (compared with ``hmac.compare_digest``)."""
+        if token and svc is self.tok_svc and compare_digest(token, self.tok_raw):
+            matched = self.tok_hash
+        else:
+            matched = matching_hash(token, svc.tokens)
+            if matched is None:
+                return False
+            self.tok_svc, self.tok_raw, self.tok_hash = svc, token, matched
+        expiry = svc.not_after.get(matched) if svc.not_after else None
+        return expiry is None or time() < expiry
 
     def attempt(self) -> None:
         up = self.svc.pick(self.tried)
@@ -406,7 +451,7 @@ class ClientConn(asyncio.Protocol):
         self.answered_by = up.id
         parts = [self.head, up.host_header, self.tail, *self.payload]
         if len(self.payload) <= 1 and self.size_out < 65536:  # small: one buffer, one send
-            parts = [b"".join(parts)]
+            parts = b"".join(parts)
         if conn.request(parts, self):
             self.sent_at = monotonic()
             up.waiting.add(self)
@@ -414,10 +459,9 @@ class ClientConn(asyncio.Protocol):
             msg = f"instance {up.id} closed the connection before the request was written"
             self.retry(UpstreamError(msg, sent=False))
 
-    def on_response(self, status: int, headers: list, body: list[bytes]) -> None:
+    def on_response(self, status: int, lines: list[bytes], body: list[bytes]) -> None:
         self.release()
-        out = [(n, v) for n, v in headers if n.lower() not in RESPONSE_DROP]
-        self.reply(status, out, body)
+        self.finish(status, lines, body)
 
     def on_upstream_error(self, exc: UpstreamError) -> None:
         self.retry(exc)
@@ -444,7 +488,7 @@ class ClientConn(asyncio.Protocol):
         self.attempt()
 
     def on_timeout(self) -> None:
-        self.timer = None
+        self.deadline = 0.0
         if self.up is not None:
             self.up.eject(f"no answer within {self.gw.upstream_timeout:g}s")
         self.release(abort=True)
@@ -466,9 +510,7 @@ class ClientConn(asyncio.Protocol):
 
     def release(self, abort: bool = False) -> None:
         """End the upstream side of the exchange: timer, connection, in-flight count."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = 0.0
         self.drop_upstream(abort)
 
     def fail(self, status: int, message: str, headers: tuple = ()) -> None:
@@ -476,15 +518,20 @@ class ClientConn(asyncio.Protocol):
         self.reply(status, (*JSON, *headers), json.dumps({"error": message}).encode())
 
     def reply(self, status: int, headers, body) -> None:
+        """Answer the current request: ``headers`` as (name, value) pairs."""
+        self.finish(status, render(headers), body)
+
+    def finish(self, status: int, lines: list[bytes], body) -> None:
         self.payload = []
-        self.send(status, headers, [body] if isinstance(body, bytes) else body, self.keep_alive)
+        self.send(status, lines, [body] if body.__class__ is bytes else body, self.keep_alive)
         gw = self.gw
         gw.client_inflight -= 1
+        now = monotonic()
         if self.sid is not None:
-            gw.observe(self.sid, status, perf_counter() - self.started, self.answered_by)
+            gw.observe(self.sid, status, now - self.started, self.answered_by)
         self.busy = False
         self.answered = True
-        self.last_seen = monotonic()  # idle from the answer on, not from the request
+        self.last_seen = now  # idle from the answer on, not from the request
         if self.queue:  # pipelined: next one on the next loop turn, not by recursion
             gw.loop.call_soon(self._next)
 
@@ -501,16 +548,17 @@ class ClientConn(asyncio.Protocol):
                 self._resume(QUEUE_FULL)
             self.begin(req)
 
-    def forward_headers(self, headers: list[tuple[bytes, bytes]], size: int) -> bytes:
-        """Everything after the Host value up to the body (``\\r\\n`` ends the Host line)."""
-        drop = HOP_BY_HOP
-        for name, value in headers:
-            if name == b"connection":  # names listed in Connection are hop-by-hop too
-                drop = drop | {t.strip().lower() for t in value.split(b",")}
-        out = [b"\r\n"]
-        out += [b"%s: %s\r\n" % (n, v) for n, v in headers if n not in drop]
-        out.append(b"x-forwarded-for: %s\r\ncontent-length: %d\r\n\r\n" % (self.peer, size))
-        return b"".join(out)
+    def forward_headers(self, lines: list[bytes], conn_names: bytes, size: int) -> bytes:
+        """Everything after the Host value up to the body (``\\r\\n`` ends the Host line).
+        ``lines`` are the request's headers less HOP_BY_HOP, rendered by ``on_header``."""
+        if conn_names:  # the headers that Connection names are hop-by-hop too
+            drop = {t.strip().lower() for t in conn_names.split(b",")}
+            lines = [line for line in lines if line.partition(b":")[0] not in drop]
+        return b"\r\n%sx-forwarded-for: %s\r\ncontent-length: %d\r\n\r\n" % (
+            b"".join(lines),
+            self.peer,
+            size,
+        )
 
     def internal(self, path: bytes, query: bytes) -> tuple[int, tuple, bytes]:
         gw = self.gw

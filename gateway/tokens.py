@@ -26,6 +26,7 @@ __all__ = [
     "decrypt",
     "encrypt",
     "generate_token",
+    "matching_hash",
     "rotate_hashes",
     "token_sha256",
 ]
@@ -53,18 +54,26 @@ def check_token(
     Every hash is compared (``hmac.compare_digest``), so the time taken depends on how many
     hashes there are, never on which one matched or how much of one did.
     """
-    if not token:
-        return False
-    digest = token_sha256(token)
-    matched = None
-    for candidate in hashes:
-        if hmac.compare_digest(digest, candidate):
-            matched = candidate
+    matched = matching_hash(token, hashes)
     if matched is None:
         return False
     if not_after and matched in not_after:
         return (time.time() if now is None else now) < not_after[matched]
     return True
+
+
+def matching_hash(token: str | bytes | None, hashes: Iterable[str]) -> str | None:
+    """The one of ``hashes`` that ``token`` hashes to (expiry not checked), else None.
+
+    Every hash is compared with ``hmac.compare_digest``, whichever matches."""
+    if not token:
+        return None
+    digest = token_sha256(token)
+    matched = None
+    for candidate in hashes:
+        if hmac.compare_digest(digest, candidate):
+            matched = candidate
+    return matched
 
 
 def rotate_hashes(

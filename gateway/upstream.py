@@ -22,6 +22,25 @@ IDLE_SECONDS = 30.0  # and for this long at most
 EJECT_BASE = 1.0  # first ejection: probe again after this many seconds ...
 EJECT_MAX = 10.0  # ... doubling per failed probe up to this
 PROBE_PATH = b"/v1/models/"  # answered by the runtime's event loop (a 404), never by the model
+# Headers never forwarded either way (RFC 9110 §7.6.1), plus the ones we always rewrite.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"expect",
+        b"host",
+        b"content-length",
+        b"x-auth-token",
+    }
+)
+RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server"}
 
 
 class UpstreamError(Exception):
@@ -44,8 +63,9 @@ class UpstreamError(Exception):
 
 
 class UpstreamConn(asyncio.Protocol):
-    """One keep-alive connection. ``request(parts, waiter)`` sends bytes; the parsed response
-    goes to ``waiter.on_response(status, headers, body_chunks)``, a failure to
+    """One keep-alive connection. ``request(data, waiter)`` sends bytes; the parsed response
+    goes to ``waiter.on_response(status, header_lines, body_chunks)`` (``header_lines``: the
+    answer's headers less ``RESPONSE_DROP``, each already ``b"name: value\r\n"``), a failure to
     ``waiter.on_upstream_error(exc)``. Callbacks, not futures: this is the hot path."""
 
     __slots__ = (
@@ -59,7 +79,7 @@ class UpstreamConn(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.waiter = None
         self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers: list[bytes] = []  # "name: value\r\n" lines to pass on
         self.body: list[bytes] = []
         self.closed = False
         self.fresh = True  # no request sent on it yet
@@ -69,15 +89,19 @@ class UpstreamConn(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def request(self, parts: list[bytes], waiter) -> bool:
-        """Send a request; False (nothing sent) when the connection is already closed."""
+    def request(self, data: bytes | list[bytes], waiter) -> bool:
+        """Send a request (one buffer, or chunks written as they are); False (nothing sent)
+        when the connection is already closed."""
         transport = self.transport
         if self.closed or transport is None or transport.is_closing():
             return False
         self.waiter = waiter
         self.status, self.headers, self.body, self.answered = 0, [], [], False
         try:
-            transport.writelines(parts)  # no join: a large body is never copied again
+            if data.__class__ is bytes:
+                transport.write(data)  # small: one buffer, one send
+            else:
+                transport.writelines(data)  # no join: a large body is never copied again
         except (RuntimeError, OSError):  # closed between the check and the write
             self.waiter = None
             return False
@@ -92,7 +116,8 @@ class UpstreamConn(asyncio.Protocol):
             self.abort()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        if name.lower() not in RESPONSE_DROP:  # rendered once, here: no second pass
+            self.headers.append(b"%s: %s\r\n" % (name, value))
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
