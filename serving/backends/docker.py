@@ -15,17 +15,26 @@ loopback only (PostgreSQL and Redis do by default) or be firewalled in the ``DOC
 
 The port is published on ``publish_host`` (127.0.0.1 by default: only the gateway on the same
 host reaches instances); ``advertise_host`` is the host name callers use for a remote node.
+
+Models: on the local engine the node's cache folder is bind-mounted; an engine on another host
+(``tcp://`` with TLS: ``tls`` holds the CA, client certificate and key as PEM) gets each model
+in a verified volume filled through the engine's API (``serving.backends.volumes``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 
 from docker.errors import APIError, ImageNotFound, NotFound
+from docker.tls import TLSConfig
 from docker.types import DeviceRequest
 
 import docker
 from serving import faults
+from serving.backends import volumes
 from serving.backends.base import (
     CONTAINER_PORT,
     CREATED,
@@ -71,17 +80,57 @@ class DockerBackend(Backend):
         publish_host: str = "127.0.0.1",
         advertise_host: str = "",
         client=None,
+        tls: dict | None = None,
+        model_volumes: bool | None = None,
+        timeout: int = 60,
     ):
         super().__init__(node=node)
+        self._tls_dir = None
         if client is not None:
             self.client = client
         elif base_url:
-            self.client = docker.DockerClient(base_url=base_url, timeout=60)
+            self.client = docker.DockerClient(
+                base_url=base_url, timeout=timeout, tls=self._tls_config(tls)
+            )
         else:
-            self.client = docker.from_env(timeout=60)
+            self.client = docker.from_env(timeout=timeout)
         self.publish_host = publish_host
         self.advertise_host = advertise_host or publish_host
         self.network_name = f"ems-runtime-{node}"
+        if model_volumes is None:
+            model_volumes = base_url.startswith(("tcp://", "ssh://"))
+        self.model_volumes = model_volumes
+
+    def _tls_config(self, tls: dict | None):
+        """The client's TLS files, written for the docker SDK into a private folder (0700)
+        that ``close`` removes; None for a plain connection."""
+        if not tls:
+            return None
+        self._tls_dir = tempfile.mkdtemp(prefix=f"ems-tls-{self.node}-")
+        os.chmod(self._tls_dir, 0o700)
+        paths = {}
+        for name in ("ca", "cert", "key"):
+            paths[name] = os.path.join(self._tls_dir, f"{name}.pem")
+            fd = os.open(paths[name], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(tls.get(name) or "")
+        return TLSConfig(
+            client_cert=(paths["cert"], paths["key"]), ca_cert=paths["ca"], verify=True
+        )
+
+    # --- the engine ---------------------------------------------------------------------------
+    def engine_info(self) -> dict:
+        """``docker info``: NCPU, MemTotal (bytes), ServerVersion, Name …; raises BackendError."""
+        try:
+            return self.client.info()
+        except Exception as exc:  # APIError, connection refused, TLS errors, timeouts
+            raise BackendError(f"engine: {exc}", transient=True) from exc
+
+    def ping(self) -> None:
+        try:
+            self.client.ping()
+        except Exception as exc:
+            raise BackendError(f"engine: {exc}", transient=True) from exc
 
     # --- network ------------------------------------------------------------------------------
     def ensure_network(self) -> str:
@@ -108,6 +157,16 @@ class DockerBackend(Backend):
         if not spec.image:
             raise BackendError(f"no image for runtime {spec.runtime}")
         network = self.ensure_network()
+        if self.model_volumes:
+            model = volumes.ensure_volume(
+                self.client,
+                node=self.node,
+                digest=spec.model_digest,
+                model_dir=str(model_dir),
+                image=spec.image,
+            )
+        else:
+            model = str(model_dir)
         kwargs = dict(
             image=spec.image,
             command=[
@@ -134,7 +193,7 @@ class DockerBackend(Backend):
             nano_cpus=int(spec.cpu_millicores) * 1_000_000,
             mem_limit=f"{int(spec.memory_mib)}m",
             memswap_limit=f"{int(spec.memory_mib)}m",
-            volumes={str(model_dir): {"bind": MODEL_MOUNT, "mode": "ro"}},
+            volumes={model: {"bind": MODEL_MOUNT, "mode": "ro"}},
             ports={f"{CONTAINER_PORT}/tcp": (self.publish_host, None)},
             network=network,
             environment={"EMS_INSTANCE": spec.instance_id},
@@ -243,8 +302,19 @@ class DockerBackend(Backend):
             return ""
         return container.logs(tail=tail, stdout=True, stderr=True).decode("utf-8", "replace")
 
+    def gc_models(self, in_use, *, min_age: float = 600.0) -> list[str]:
+        """Remove the node's model volumes no live instance uses (volume nodes only)."""
+        if not self.model_volumes:
+            return []
+        try:
+            return volumes.gc(self.client, node=self.node, in_use=in_use, min_age=min_age)
+        except APIError as exc:
+            raise BackendError(f"cannot collect model volumes: {exc}", transient=True) from exc
+
     def close(self) -> None:
         self.client.close()
+        if self._tls_dir:
+            shutil.rmtree(self._tls_dir, ignore_errors=True)
 
     # --- helpers ------------------------------------------------------------------------------
     def _get(self, instance_id: str):

@@ -65,7 +65,7 @@ def reconcile_all() -> dict:
         except Exception:
             log.exception("reconcile of service %s failed", pk)
             results[pk] = "error"
-    for node in Node.objects.filter(is_active=True):
+    for node in Node.objects.filter(is_active=True).exclude(state=Node.DOWN):
         try:
             sweep_node(node)
         except BackendError as exc:
@@ -96,6 +96,9 @@ def sweep_node(node: Node, *, cache_min_age: float = 600.0) -> list[str]:
         )
     )
     support.cache_for(node).gc(in_use, min_age=cache_min_age)
+    gc_models = getattr(backend, "gc_models", None)
+    if gc_models is not None:  # the model volumes of a node on another host
+        gc_models(in_use, min_age=cache_min_age)
     return removed
 
 
@@ -149,7 +152,11 @@ class Pass:
                 self.keep_lease()
                 if self.service.status == Service.FAILED:
                     break
-                if instance.state == Instance.PENDING:
+                if instance.node.state == Node.DOWN:
+                    self.lost(instance)
+                elif instance.state == Instance.PENDING and not instance.node.schedulable:
+                    self.unschedule(instance)
+                elif instance.state == Instance.PENDING:
                     if instance.not_before is None or instance.not_before <= timezone.now():
                         self.launch(instance)
                 else:
@@ -165,8 +172,15 @@ class Pass:
         nodes = {n.pk: n for n in self.service.group.nodes.all()}
         nodes.update({instance.node_id: instance.node for instance in live})
         for node in nodes.values():
-            backend = for_node(node)
-            for status in backend.list({LABEL_SERVICE: self.service.service_id}):
+            if node.state == Node.DOWN:
+                continue  # its engine does not answer; the node sweep cleans up when it does
+            try:
+                backend = for_node(node)
+                found = backend.list({LABEL_SERVICE: self.service.service_id})
+            except BackendError as exc:
+                log.warning("listing node %s failed: %s", node.name, exc.message)
+                continue
+            for status in found:
                 if status.instance_id not in known:
                     backend.stop(status.instance_id, grace=0)
                     events.emit(
@@ -178,9 +192,13 @@ class Pass:
 
     def launch(self, instance: Instance) -> None:
         node = instance.node
-        backend = for_node(node)
-        if backend.inspect(instance.instance_id).state != MISSING:
-            backend.stop(instance.instance_id, grace=0)  # a launch that died half-way
+        try:
+            backend = for_node(node)
+            if backend.inspect(instance.instance_id).state != MISSING:
+                backend.stop(instance.instance_id, grace=0)  # a launch that died half-way
+        except BackendError as exc:
+            self.retry_later(instance, exc.message)
+            return
         version = instance.revision.version
         try:
             path, fetched = support.fetch_model(node, version)
@@ -232,6 +250,11 @@ class Pass:
         )
 
     def observe(self, instance: Instance) -> None:
+        if instance.state == Instance.RUNNING and instance.unhealthy_reason:
+            # serving.health took it out of the routes: a frozen or wedged runtime, or an
+            # engine that does not answer
+            self.crashed(instance, f"{instance.unhealthy_reason}; replaced")
+            return
         backend = for_node(instance.node)
         status = backend.inspect(instance.instance_id)
         if status.state in (EXITED, MISSING, PAUSED):
@@ -239,10 +262,6 @@ class Pass:
             if status.state == PAUSED:
                 reason = f"instance {instance.instance_id} {reason}; replaced"
             self.crashed(instance, reason)
-            return
-        if instance.state == Instance.RUNNING and instance.unhealthy_reason:
-            # serving.health took it out of the routes: a frozen or wedged runtime
-            self.crashed(instance, f"{instance.unhealthy_reason}; replaced")
             return
         if instance.address != status.address:
             self.set_instance(instance, address=status.address)
@@ -258,13 +277,47 @@ class Pass:
                     instance, f"not AVAILABLE within {settings.EMS_SERVING_START_TIMEOUT} s"
                 )
 
+    def lost(self, instance: Instance) -> None:
+        """Its node is down: recorded as failed without asking the dead engine (the node
+        sweep removes the container if the host comes back); not the service's fault, so
+        it is replaced at once, with no backoff."""
+        self.set_instance(
+            instance,
+            state=Instance.FAILED,
+            stopped_at=timezone.now() if instance.started_at else None,
+            last_message=f"node {instance.node.name} is down",
+        )
+        scheduling.release(instance)
+        events.emit(
+            self.service,
+            events.CRASHED,
+            f"lost with node {instance.node.name} (down); starting a replacement elsewhere",
+            level=ServiceEvent.WARNING,
+            instance=instance,
+        )
+
+    def unschedule(self, instance: Instance) -> None:
+        """A pending instance on a node that takes none now (draining): placed again."""
+        self.set_instance(instance, state=Instance.STOPPED)
+        scheduling.release(instance)
+        events.emit(
+            self.service,
+            events.SCHEDULED,
+            f"not started on {instance.node.name} ({instance.node.state}): placed again",
+            instance=instance,
+        )
+
     def crashed(self, instance: Instance, reason: str) -> None:
-        backend = for_node(instance.node)
         try:
+            backend = for_node(instance.node)
             tail = backend.logs(instance.instance_id, tail=LOG_TAIL).strip()
         except BackendError:
-            tail = ""
-        final = backend.stop(instance.instance_id, grace=0)
+            backend, tail = None, ""
+        try:
+            final = backend.stop(instance.instance_id, grace=0) if backend else None
+        except BackendError as exc:  # the engine does not answer; the sweep removes it later
+            final = None
+            reason = f"{reason} (its engine did not answer: {exc.message})"
         stopped_at = (final.finished_at if final else None) or timezone.now()
         message = f"{reason}" + (f"\n{tail}" if tail else "")
         self.set_instance(
@@ -307,12 +360,15 @@ class Pass:
         self, instance: Instance, final_state: str, verb: str, *, drained: bool = False
     ) -> None:
         self.keep_lease()
-        backend = for_node(instance.node)
         if instance.state == Instance.RUNNING:
             self.set_instance(instance, state=Instance.STOPPING)
         if not drained:
             self.drain([instance])
-        last = backend.stop(instance.instance_id, grace=settings.EMS_SERVING_STOP_GRACE)
+        if instance.node.state == Node.DOWN:
+            last = None  # nothing to ask a dead engine; the node sweep removes it later
+        else:
+            backend = for_node(instance.node)
+            last = backend.stop(instance.instance_id, grace=settings.EMS_SERVING_STOP_GRACE)
         stopped_at = (last.finished_at if last else None) or (
             timezone.now() if instance.started_at else None
         )
@@ -359,8 +415,10 @@ class Pass:
     def converge(self) -> None:
         service = self.service
         active = self.instances(Instance.ACTIVE)
-        current = [i for i in active if i.revision_id == service.revision_id]
-        old = [i for i in active if i.revision_id != service.revision_id]
+        # instances of an older revision, or on a node that is draining (or gone inactive),
+        # are replaced the same way: the new one healthy and routed first, then the old stops
+        current = [i for i in active if i.revision_id == service.revision_id and i.node.schedulable]
+        old = [i for i in active if i not in current]
         in_progress = any(i.state != Instance.RUNNING for i in current)
         running = [i for i in current if i.state == Instance.RUNNING]
 
