@@ -46,8 +46,9 @@ def quota_size(quota_type: str, count: int) -> tuple[int, int, int]:
 
 
 def schedulable(group: ResourceGroup):
-    """The nodes that take new instances: active and ``up`` (not draining, not down)."""
-    return group.nodes.filter(is_active=True, state=Node.UP)
+    """The nodes that take new instances: active and ``up`` (not draining, not down), and
+    whose engine answered its last ping (``serving.nodes.check_nodes``)."""
+    return group.nodes.filter(is_active=True, state=Node.UP, unreachable_since__isnull=True)
 
 
 def check_fits_group(group: ResourceGroup, size: tuple[int, int, int]) -> None:

@@ -23,14 +23,16 @@ in a verified volume filled through the engine's API (``serving.backends.volumes
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
 import tempfile
 
-from docker.errors import APIError, ImageNotFound, NotFound
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.tls import TLSConfig
 from docker.types import DeviceRequest
+from requests.exceptions import RequestException
 
 import docker
 from serving import faults
@@ -61,6 +63,25 @@ log = logging.getLogger(__name__)
 PIDS_LIMIT = 512
 TMPFS = {"/tmp": "rw,nosuid,nodev,size=256m,mode=1777"}  # noqa: S108 - inside the container
 RUNTIME_USER = "10001:10001"
+API_VERSION = "1.41"
+
+
+def _engine_errors(method):
+    """An engine that does not answer (refused, reset, timed out, TLS) is a transient
+    BackendError for callers, like the engine's own 5xx answers."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (BackendError, APIError):
+            raise
+        except (RequestException, DockerException, OSError) as exc:
+            raise BackendError(
+                f"node {self.node}: the engine does not answer: {exc}", transient=True
+            ) from exc
+
+    return wrapper
 
 
 def _transient(exc: Exception) -> bool:
@@ -89,9 +110,13 @@ class DockerBackend(Backend):
         if client is not None:
             self.client = client
         elif base_url:
+            # a fixed API version (every engine since 20.10 speaks 1.41): no version query
+            # when the client is made, so an engine that is down fails the call, not this
             self.client = docker.DockerClient(
-                base_url=base_url, timeout=timeout, tls=self._tls_config(tls)
+                base_url=base_url, timeout=timeout, tls=self._tls_config(tls), version=API_VERSION
             )
+            # exactly the node's CA and no proxy: never REQUESTS_CA_BUNDLE / HTTPS_PROXY
+            self.client.api.trust_env = False
         else:
             self.client = docker.from_env(timeout=timeout)
         self.publish_host = publish_host
@@ -133,6 +158,7 @@ class DockerBackend(Backend):
             raise BackendError(f"engine: {exc}", transient=True) from exc
 
     # --- network ------------------------------------------------------------------------------
+    @_engine_errors
     def ensure_network(self) -> str:
         try:
             self.client.networks.get(self.network_name)
@@ -153,6 +179,7 @@ class DockerBackend(Backend):
         return self.network_name
 
     # --- lifecycle ----------------------------------------------------------------------------
+    @_engine_errors
     def start(self, spec: InstanceSpec, model_dir: str) -> InstanceStatus:
         if not spec.image:
             raise BackendError(f"no image for runtime {spec.runtime}")
@@ -222,6 +249,7 @@ class DockerBackend(Backend):
         container.reload()
         return self._status(container)
 
+    @_engine_errors
     def stop(self, instance_id: str, *, grace: float = 10.0) -> InstanceStatus | None:
         container = self._get(instance_id)
         if container is None:
@@ -238,12 +266,14 @@ class DockerBackend(Backend):
             raise BackendError(f"cannot stop {instance_id}: {exc}", transient=True) from exc
         return status
 
+    @_engine_errors
     def inspect(self, instance_id: str) -> InstanceStatus:
         container = self._get(instance_id)
         if container is None:
             return InstanceStatus(instance_id, "", "", "", MISSING)
         return self._status(container)
 
+    @_engine_errors
     def list(self, labels: dict[str, str] | None = None) -> list[InstanceStatus]:
         wanted = {LABEL_NODE: self.node, **(labels or {})}
         filters = {"label": [f"{key}={value}" for key, value in wanted.items()]}
@@ -253,6 +283,7 @@ class DockerBackend(Backend):
             raise BackendError(f"cannot list containers: {exc}", transient=True) from exc
         return [self._status(container) for container in containers]
 
+    @_engine_errors
     def stats(self, instance_id: str) -> InstanceStats:
         container = self._get(instance_id)
         if container is None:
@@ -281,6 +312,7 @@ class DockerBackend(Backend):
             gpu_percent=None,  # the engine does not report GPU use; the metrics poller asks DCGM
         )
 
+    @_engine_errors
     def gpu_devices(self, instance_id: str) -> list[str]:
         """The device ids of the container's GPU request. A request by count gets devices
         ``0 … count-1`` from Docker's NVIDIA driver (it sets NVIDIA_VISIBLE_DEVICES so), which
@@ -296,12 +328,14 @@ class DockerBackend(Backend):
                 ids += [str(i) for i in range(int(request["Count"]))]
         return ids
 
+    @_engine_errors
     def logs(self, instance_id: str, *, tail: int = 100) -> str:
         container = self._get(instance_id)
         if container is None:
             return ""
         return container.logs(tail=tail, stdout=True, stderr=True).decode("utf-8", "replace")
 
+    @_engine_errors
     def gc_models(self, in_use, *, min_age: float = 600.0) -> list[str]:
         """Remove the node's model volumes no live instance uses (volume nodes only)."""
         if not self.model_volumes:

@@ -255,8 +255,12 @@ class Pass:
             # engine that does not answer
             self.crashed(instance, f"{instance.unhealthy_reason}; replaced")
             return
-        backend = for_node(instance.node)
-        status = backend.inspect(instance.instance_id)
+        try:
+            backend = for_node(instance.node)
+            status = backend.inspect(instance.instance_id)
+        except BackendError as exc:  # its engine does not answer: the node check decides
+            self.set_instance(instance, last_message=exc.message[:4000])
+            return
         if status.state in (EXITED, MISSING, PAUSED):
             reason = status.message or "the instance disappeared"
             if status.state == PAUSED:
@@ -277,21 +281,22 @@ class Pass:
                     instance, f"not AVAILABLE within {settings.EMS_SERVING_START_TIMEOUT} s"
                 )
 
-    def lost(self, instance: Instance) -> None:
-        """Its node is down: recorded as failed without asking the dead engine (the node
-        sweep removes the container if the host comes back); not the service's fault, so
-        it is replaced at once, with no backoff."""
+    def lost(self, instance: Instance, why: str = "") -> None:
+        """Its node is down (or its engine does not answer): recorded as failed without
+        asking the engine (the node sweep removes the container if the host comes back); not
+        the service's fault, so it is not counted and is replaced at once, with no backoff."""
+        why = why or f"node {instance.node.name} is down"
         self.set_instance(
             instance,
             state=Instance.FAILED,
             stopped_at=timezone.now() if instance.started_at else None,
-            last_message=f"node {instance.node.name} is down",
+            last_message=why[:8000],
         )
         scheduling.release(instance)
         events.emit(
             self.service,
             events.CRASHED,
-            f"lost with node {instance.node.name} (down); starting a replacement elsewhere",
+            f"lost with node {instance.node.name}: {why}; starting a replacement elsewhere",
             level=ServiceEvent.WARNING,
             instance=instance,
         )
@@ -311,13 +316,10 @@ class Pass:
         try:
             backend = for_node(instance.node)
             tail = backend.logs(instance.instance_id, tail=LOG_TAIL).strip()
-        except BackendError:
-            backend, tail = None, ""
-        try:
-            final = backend.stop(instance.instance_id, grace=0) if backend else None
-        except BackendError as exc:  # the engine does not answer; the sweep removes it later
-            final = None
-            reason = f"{reason} (its engine did not answer: {exc.message})"
+            final = backend.stop(instance.instance_id, grace=0)
+        except BackendError as exc:  # the engine does not answer: the host, not the service
+            self.lost(instance, f"{reason} (its engine does not answer: {exc.message[:300]})")
+            return
         stopped_at = (final.finished_at if final else None) or timezone.now()
         message = f"{reason}" + (f"\n{tail}" if tail else "")
         self.set_instance(

@@ -60,10 +60,11 @@ def make_certs(server_ip: str, *, days: int = 2) -> Certs:
         ).decode()
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = name(f"ems test CA {uuid.uuid4().hex[:8]}")
     ca = (
         x509.CertificateBuilder()
-        .subject_name(name("ems test CA"))
-        .issuer_name(name("ems test CA"))
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now)
