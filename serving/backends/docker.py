@@ -112,9 +112,16 @@ class DockerBackend(Backend):
         elif base_url:
             # a fixed API version (every engine since 20.10 speaks 1.41): no version query
             # when the client is made, so an engine that is down fails the call, not this
-            self.client = docker.DockerClient(
-                base_url=base_url, timeout=timeout, tls=self._tls_config(tls), version=API_VERSION
-            )
+            try:
+                self.client = docker.DockerClient(
+                    base_url=base_url,
+                    timeout=timeout,
+                    tls=self._tls_config(tls),
+                    version=API_VERSION,
+                )
+            except Exception:  # a malformed URL or TLS files: leave no key on disk
+                self._remove_tls()
+                raise
             # exactly the node's CA and no proxy: never REQUESTS_CA_BUNDLE / HTTPS_PROXY
             self.client.api.trust_env = False
         else:
@@ -347,8 +354,12 @@ class DockerBackend(Backend):
 
     def close(self) -> None:
         self.client.close()
+        self._remove_tls()
+
+    def _remove_tls(self) -> None:
         if self._tls_dir:
             shutil.rmtree(self._tls_dir, ignore_errors=True)
+            self._tls_dir = None
 
     # --- helpers ------------------------------------------------------------------------------
     def _get(self, instance_id: str):

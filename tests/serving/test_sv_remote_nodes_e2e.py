@@ -27,7 +27,6 @@ from serving.services import InstanceSize, Scaling
 from tests.serving import gateway_flow as flow
 from tests.serving.conftest import (
     ANGEL_VERSION_DIR,
-    cleanup_group,
     converge,
     make_group,
     make_version,
@@ -84,27 +83,6 @@ def _on(service, node) -> list[Instance]:
 def _predict(gateway, service) -> float:
     url = f"{gateway.url}/{service.service_id}"
     return post_json(f"{url}/v1/models/m:predict", LR_BODY)["predictions"][0]["pred"]
-
-
-def test_remote_node_add_errors_are_clear(owner, serving_env, docker_client):
-    """Bad certificates and an unreachable engine are refused with what to fix (no row)."""
-    from tests.serving.remote_engine import make_certs
-
-    group = make_group(tenant=owner.tenant, backend="docker", nodes=0)
-    certs, other = make_certs(NODE_ADDR), make_certs(NODE_ADDR)
-    common = dict(group=group, name="bad", engine_url="tcp://127.0.0.1:1")  # nothing there
-    with pytest.raises(nodes.NodeError, match="needs TLS"):
-        nodes.node_add(**common)
-    with pytest.raises(nodes.NodeError, match="not a PEM certificate"):
-        nodes.node_add(**common, tls_ca="junk", tls_cert=certs.cert, tls_key=certs.key)
-    with pytest.raises(nodes.NodeError, match="does not belong to the client certificate"):
-        nodes.node_add(**common, tls_ca=certs.ca, tls_cert=certs.cert, tls_key=other.key)
-    with pytest.raises(nodes.NodeError, match="not issued by this CA"):
-        nodes.node_add(**common, tls_ca=other.ca, tls_cert=certs.cert, tls_key=certs.key)
-    with pytest.raises(nodes.NodeError, match=r"unreachable|did not answer"):
-        nodes.node_add(**common, tls_ca=certs.ca, tls_cert=certs.cert, tls_key=certs.key)
-    assert not Node.objects.filter(name="bad").exists()
-    cleanup_group(group)
 
 
 def test_three_replicas_on_two_hosts_drain_and_a_host_going_down(owner, two_hosts, gateway):
