@@ -248,17 +248,12 @@ def node_remove(node: Node) -> None:
         raise NodeError(
             f"node {node.name} still holds {live} instance(s): drain it first, then remove it"
         )
-    try:
-        from serving.backends import reset_cache
-
-        reset_cache()
-    finally:
-        if Instance.objects.filter(node=node).exists():
-            Node.objects.filter(pk=node.pk).update(
-                is_active=False, state=Node.DRAINING, tls_encrypted=""
-            )
-        else:
-            node.delete()
+    if Instance.objects.filter(node=node).exists():
+        Node.objects.filter(pk=node.pk).update(
+            is_active=False, state=Node.DRAINING, tls_encrypted=""
+        )
+    else:
+        node.delete()
 
 
 # --- the periodic check --------------------------------------------------------------------------

@@ -202,14 +202,21 @@ def _wait_engine(engine: RemoteEngine, timeout: float) -> None:
     raise RuntimeError(f"the second dockerd did not answer within {timeout} s: {log}")
 
 
+def missing() -> str:
+    """Why a second engine cannot run here ("" when it can)."""
+    for tool in ("ip", "nsenter", "dockerd", "docker", "iptables"):
+        if shutil.which(tool) is None:
+            return f"{tool} is missing (.ci/run installs iproute2, iptables and util-linux)"
+    if os.geteuid() != 0:
+        return "a second dockerd in a network namespace needs root"
+    return ""
+
+
 @contextlib.contextmanager
 def remote_engine(*, start_timeout: float = 60.0) -> Iterator[RemoteEngine]:
     """Start the second engine; always take it all down again."""
-    for tool in ("ip", "nsenter", "dockerd", "docker", "iptables"):
-        if shutil.which(tool) is None:
-            raise RuntimeError(f"{tool} is missing (.ci/run installs iproute2 and iptables)")
-    if os.geteuid() != 0:
-        raise RuntimeError("a second dockerd in a network namespace needs root")
+    if why := missing():
+        raise RuntimeError(why)
     ns = "ems" + uuid.uuid4().hex[:6]  # veths are named <ns>h / <ns>n: 10 characters
     root = Path(tempfile.mkdtemp(prefix="ems-engine-"))
     certs = make_certs(NODE_ADDR)

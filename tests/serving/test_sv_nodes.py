@@ -99,3 +99,54 @@ def test_drain_moves_instances_with_zero_failures_and_down_replaces_them(
     finally:
         Node.objects.filter(group=group).update(state=Node.UP)
         cleanup_group(group)
+
+
+def test_the_node_admin_adds_through_the_service_and_drains(owner, serving_env, django_user_model):
+    """The admin form asks the engine: an unreachable one is a form error on the URL, no row;
+    the list shows state and capacity; drain / undrain / remove are actions (remove refused
+    with the reason while the node holds instances)."""
+    from django.test import Client
+    from django.urls import reverse
+
+    user = django_user_model.objects.create_superuser("op", "op@example.com", "Op-Pass-123!")
+    client = Client()
+    client.force_login(user)
+    group = make_group(tenant=owner.tenant, backend="docker", nodes=1)
+    node = group.nodes.get()
+    certs = make_certs(NODE_ADDR)
+    answer = client.post(
+        reverse("admin:serving_node_add"),
+        {
+            "group": group.pk,
+            "name": "far",
+            "engine_url": "tcp://127.0.0.1:1",
+            "publish_host": "127.0.0.1",
+            "advertise_host": "",
+            "capacity_gpus": 0,
+            "tls_ca": certs.ca,
+            "tls_cert": certs.cert,
+            "tls_key": certs.key,
+        },
+    )
+    assert answer.status_code == 200
+    assert "is unreachable (is dockerd listening there?)" in answer.content.decode()
+    assert not Node.objects.filter(name="far").exists()
+    answer = client.post(
+        reverse("admin:serving_node_add"),
+        {"group": group.pk, "name": "far", "engine_url": "tcp://127.0.0.1:1", "capacity_gpus": 0},
+    )
+    assert "a tcp:// engine needs TLS" in answer.content.decode()
+
+    changelist = reverse("admin:serving_node_changelist")
+    page = client.get(changelist).content.decode()
+    assert node.name in page and "capacity (claimed / total)" in page
+    client.post(changelist, {"action": "drain", "_selected_action": [node.pk]}, follow=True)
+    node.refresh_from_db()
+    assert node.state == Node.DRAINING
+    client.post(changelist, {"action": "undrain", "_selected_action": [node.pk]}, follow=True)
+    node.refresh_from_db()
+    assert node.state == Node.UP
+    page = client.post(
+        changelist, {"action": "remove", "_selected_action": [node.pk]}, follow=True
+    ).content.decode()
+    assert "removed" in page and not Node.objects.filter(pk=node.pk).exists()

@@ -24,6 +24,7 @@ from serving import health, nodes, publish, reconciler, services
 from serving.backends import volumes
 from serving.models import Instance, Node, Service
 from serving.services import InstanceSize, Scaling
+from tests.conftest import service_missing
 from tests.serving import gateway_flow as flow
 from tests.serving.conftest import (
     ANGEL_VERSION_DIR,
@@ -32,7 +33,7 @@ from tests.serving.conftest import (
     make_version,
 )
 from tests.serving.helpers import LR_BODY, angel_model, build_image, lr_reference, post_json
-from tests.serving.remote_engine import NODE_ADDR, remote_engine
+from tests.serving.remote_engine import NODE_ADDR, missing, remote_engine
 
 pytestmark = pytest.mark.e2e
 
@@ -42,6 +43,8 @@ GRACE = 5
 
 @pytest.fixture
 def two_hosts(owner, serving_env, docker_client, settings):
+    if why := missing():
+        service_missing(why)
     settings.EMS_NODE_DOWN_GRACE_SECONDS = GRACE
     image = build_image("angel")
     started = time.monotonic()
