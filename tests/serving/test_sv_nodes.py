@@ -133,13 +133,19 @@ def test_the_node_admin_adds_through_the_service_and_drains(owner, serving_env, 
     assert not Node.objects.filter(name="far").exists()
     answer = client.post(
         reverse("admin:serving_node_add"),
-        {"group": group.pk, "name": "far", "engine_url": "tcp://127.0.0.1:1", "capacity_gpus": 0},
+        {
+            "group": group.pk,
+            "name": "far",
+            "engine_url": "tcp://127.0.0.1:1",
+            "publish_host": "127.0.0.1",
+            "capacity_gpus": 0,
+        },
     )
     assert "a tcp:// engine needs TLS" in answer.content.decode()
 
     changelist = reverse("admin:serving_node_changelist")
     page = client.get(changelist).content.decode()
-    assert node.name in page and "capacity (claimed / total)" in page
+    assert node.name in page and "Capacity (claimed / total)" in page
     client.post(changelist, {"action": "drain", "_selected_action": [node.pk]}, follow=True)
     node.refresh_from_db()
     assert node.state == Node.DRAINING
