@@ -23,16 +23,11 @@ in a verified volume filled through the engine's API (``serving.backends.volumes
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import shutil
-import tempfile
 
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.tls import TLSConfig
+from docker.errors import APIError, ImageNotFound, NotFound
 from docker.types import DeviceRequest
-from requests.exceptions import RequestException
 
 import docker
 from serving import faults
@@ -57,6 +52,7 @@ from serving.backends.base import (
     InstanceStatus,
     parse_time,
 )
+from serving.backends.engine import engine_errors, tls_files
 
 log = logging.getLogger(__name__)
 
@@ -64,24 +60,6 @@ PIDS_LIMIT = 512
 TMPFS = {"/tmp": "rw,nosuid,nodev,size=256m,mode=1777"}  # noqa: S108 - inside the container
 RUNTIME_USER = "10001:10001"
 API_VERSION = "1.41"
-
-
-def _engine_errors(method):
-    """An engine that does not answer (refused, reset, timed out, TLS) is a transient
-    BackendError for callers, like the engine's own 5xx answers."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except (BackendError, APIError):
-            raise
-        except (RequestException, DockerException, OSError) as exc:
-            raise BackendError(
-                f"node {self.node}: the engine does not answer: {exc}", transient=True
-            ) from exc
-
-    return wrapper
 
 
 def _transient(exc: Exception) -> bool:
@@ -134,21 +112,11 @@ class DockerBackend(Backend):
         self.model_volumes = model_volumes
 
     def _tls_config(self, tls: dict | None):
-        """The client's TLS files, written for the docker SDK into a private folder (0700)
-        that ``close`` removes; None for a plain connection."""
+        """The client's TLS files in a private folder ``close`` removes; None: plain."""
         if not tls:
             return None
-        self._tls_dir = tempfile.mkdtemp(prefix=f"ems-tls-{self.node}-")
-        os.chmod(self._tls_dir, 0o700)
-        paths = {}
-        for name in ("ca", "cert", "key"):
-            paths[name] = os.path.join(self._tls_dir, f"{name}.pem")
-            fd = os.open(paths[name], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(tls.get(name) or "")
-        return TLSConfig(
-            client_cert=(paths["cert"], paths["key"]), ca_cert=paths["ca"], verify=True
-        )
+        self._tls_dir, config = tls_files(self.node, tls)
+        return config
 
     # --- the engine ---------------------------------------------------------------------------
     def engine_info(self) -> dict:
@@ -165,7 +133,7 @@ class DockerBackend(Backend):
             raise BackendError(f"engine: {exc}", transient=True) from exc
 
     # --- network ------------------------------------------------------------------------------
-    @_engine_errors
+    @engine_errors
     def ensure_network(self) -> str:
         try:
             self.client.networks.get(self.network_name)
@@ -186,7 +154,7 @@ class DockerBackend(Backend):
         return self.network_name
 
     # --- lifecycle ----------------------------------------------------------------------------
-    @_engine_errors
+    @engine_errors
     def start(self, spec: InstanceSpec, model_dir: str) -> InstanceStatus:
         if not spec.image:
             raise BackendError(f"no image for runtime {spec.runtime}")
@@ -256,7 +224,7 @@ class DockerBackend(Backend):
         container.reload()
         return self._status(container)
 
-    @_engine_errors
+    @engine_errors
     def stop(self, instance_id: str, *, grace: float = 10.0) -> InstanceStatus | None:
         container = self._get(instance_id)
         if container is None:
@@ -273,14 +241,14 @@ class DockerBackend(Backend):
             raise BackendError(f"cannot stop {instance_id}: {exc}", transient=True) from exc
         return status
 
-    @_engine_errors
+    @engine_errors
     def inspect(self, instance_id: str) -> InstanceStatus:
         container = self._get(instance_id)
         if container is None:
             return InstanceStatus(instance_id, "", "", "", MISSING)
         return self._status(container)
 
-    @_engine_errors
+    @engine_errors
     def list(self, labels: dict[str, str] | None = None) -> list[InstanceStatus]:
         wanted = {LABEL_NODE: self.node, **(labels or {})}
         filters = {"label": [f"{key}={value}" for key, value in wanted.items()]}
@@ -290,7 +258,7 @@ class DockerBackend(Backend):
             raise BackendError(f"cannot list containers: {exc}", transient=True) from exc
         return [self._status(container) for container in containers]
 
-    @_engine_errors
+    @engine_errors
     def stats(self, instance_id: str) -> InstanceStats:
         container = self._get(instance_id)
         if container is None:
@@ -319,7 +287,7 @@ class DockerBackend(Backend):
             gpu_percent=None,  # the engine does not report GPU use; the metrics poller asks DCGM
         )
 
-    @_engine_errors
+    @engine_errors
     def gpu_devices(self, instance_id: str) -> list[str]:
         """The device ids of the container's GPU request. A request by count gets devices
         ``0 … count-1`` from Docker's NVIDIA driver (it sets NVIDIA_VISIBLE_DEVICES so), which
@@ -335,14 +303,14 @@ class DockerBackend(Backend):
                 ids += [str(i) for i in range(int(request["Count"]))]
         return ids
 
-    @_engine_errors
+    @engine_errors
     def logs(self, instance_id: str, *, tail: int = 100) -> str:
         container = self._get(instance_id)
         if container is None:
             return ""
         return container.logs(tail=tail, stdout=True, stderr=True).decode("utf-8", "replace")
 
-    @_engine_errors
+    @engine_errors
     def gc_models(self, in_use, *, min_age: float = 600.0) -> list[str]:
         """Remove the node's model volumes no live instance uses (volume nodes only)."""
         if not self.model_volumes:

@@ -42,8 +42,9 @@ def test_adding_a_node_refuses_bad_tls_and_an_unreachable_engine(owner, serving_
 
 
 def test_drain_moves_instances_with_zero_failures_and_down_replaces_them(
-    owner, angel_version, serving_env, gateway
+    owner, angel_version, serving_env, patient_gateway
 ):
+    gateway = patient_gateway
     group = make_group(tenant=owner.tenant, backend="process", cpu=2000, memory=4096, nodes=2)
     first, second = group.nodes.order_by("name")
     try:

@@ -88,7 +88,8 @@ def _predict(gateway, service) -> float:
     return post_json(f"{url}/v1/models/m:predict", LR_BODY)["predictions"][0]["pred"]
 
 
-def test_three_replicas_on_two_hosts_drain_and_a_host_going_down(owner, two_hosts, gateway):
+def test_three_replicas_on_two_hosts_drain_and_a_host_going_down(owner, two_hosts, patient_gateway):
+    gateway = patient_gateway
     group, local, remote, engine = two_hosts
     t0 = time.monotonic()
     # the node's capacity came from its engine; the TLS key is stored encrypted
