@@ -399,7 +399,12 @@ class Pass:
             if len(running) >= service.replicas:
                 excess = len(old)
             for victim in worst_first(old)[: max(0, min(excess, len(running)))]:
-                self.stop_instance(victim, Instance.STOPPED, "replaced by the new revision")
+                verb = (
+                    "replaced by the new revision"
+                    if victim.revision_id != service.revision_id
+                    else f"moved off node {victim.node.name} ({victim.node.state})"
+                )
+                self.stop_instance(victim, Instance.STOPPED, verb)
 
     # --- status -------------------------------------------------------------------------------
     def update_status(self) -> str:

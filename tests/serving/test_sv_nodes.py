@@ -62,6 +62,7 @@ def test_drain_moves_instances_with_zero_failures_and_down_replaces_them(
             nodes.node_remove(first)
 
         # drain: no new instances there, the existing one moves; no request fails
+        flow.settle(gateway)  # the route has landed at the gateway
         with flow.Loop(gateway, service, "", LR_BODY) as loop:
             loop.wait_ok(10)
             nodes.node_drain(first)
