@@ -145,12 +145,18 @@ def test_three_replicas_on_two_hosts_drain_and_a_host_going_down(owner, two_host
     # the remote engine stops: down after the grace period, replicas back on the local node
     engine.stop()
     stopped = time.monotonic()
-    marked_down = back = None
+    marked_down = back = routed_around = None
+    on_remote = {i.instance_id for i in _on(service, remote)}
     deadline = stopped + 120
     while True:
         health.check_running()
         if nodes.check_nodes().get(remote.name) == Node.DOWN:
             marked_down = time.monotonic()
+        published = publish.store().get(service.service_id) or {}
+        if routed_around is None and not on_remote & {
+            i["id"] for i in published.get("instances", [])
+        }:
+            routed_around = time.monotonic()
         for _ in range(2):
             reconciler.reconcile(service.pk)
         service.refresh_from_db()
@@ -164,6 +170,7 @@ def test_three_replicas_on_two_hosts_drain_and_a_host_going_down(owner, two_host
     remote.refresh_from_db()
     assert remote.state == Node.DOWN and marked_down is not None
     assert marked_down - stopped >= GRACE - 1
+    assert routed_around is not None and routed_around <= marked_down
     kinds = set(service.events.values_list("kind", flat=True))
     assert nodes.NODE in kinds
     # the gateway routes around the dead host: the route has only local instances
@@ -176,7 +183,8 @@ def test_three_replicas_on_two_hosts_drain_and_a_host_going_down(owner, two_host
 
     print(
         f"[remote nodes] deploy {t_deployed - t0:.1f} s, drain {t_drained - t_deployed:.1f} s, "
-        f"node down after {marked_down - stopped:.1f} s (grace {GRACE} s), 3 replicas back on "
+        f"route without the remote instances {routed_around - stopped:.1f} s and "
+        f"node down {marked_down - stopped:.1f} s (grace {GRACE} s), 3 replicas back on "
         f"the local node {back - stopped:.1f} s after the engine stopped; "
         f"{loop.ok} requests during the drain, 0 failed"
     )
