@@ -215,6 +215,9 @@ EMS_HEALTH_PROBE_TIMEOUT_MS = env.int(
     "EMS_HEALTH_PROBE_TIMEOUT_MS", 1000, minimum=50, maximum=60000
 )
 EMS_HEALTH_FAILURE_THRESHOLD = env.int("EMS_HEALTH_FAILURE_THRESHOLD", 3, minimum=1, maximum=100)
+# Nodes (serving.nodes): a Docker engine that has not answered its ping for this many seconds
+# is marked down; its instances leave the routes and are started on other nodes.
+EMS_NODE_DOWN_GRACE_SECONDS = env.int("EMS_NODE_DOWN_GRACE_SECONDS", 30, minimum=1, maximum=3600)
 # Billing (billing/, docs/billing.md): the meter's window, lag and repair horizon; bills, exports.
 EMS_METERING_WINDOW_SECONDS = env.int("EMS_METERING_WINDOW_SECONDS", 60, minimum=10, maximum=3600)
 if 86400 % EMS_METERING_WINDOW_SECONDS:

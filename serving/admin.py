@@ -3,11 +3,13 @@ after a purchase), services with their instances and events (read-only; operator
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 
 from accounts.actor import PlatformActor
-from accounts.admin_base import DeleteThroughServices
-from serving import services
+from accounts.admin_base import DeleteThroughServices, ServiceForm, ThroughServicesAdmin
+from serving import nodes, services
 from serving.models import Instance, Node, ResourceGroup, Revision, Service, ServiceEvent
 from serving.tasks import reconcile_service
 
@@ -28,8 +30,127 @@ class NodeInline(admin.TabularInline):
         "claimed_memory_mib",
         "claimed_gpus",
         "is_active",
+        "state",
     ]
-    readonly_fields = ["claimed_cpu_millicores", "claimed_memory_mib", "claimed_gpus"]
+    readonly_fields = ["claimed_cpu_millicores", "claimed_memory_mib", "claimed_gpus", "state"]
+
+
+class NodeForm(ServiceForm):
+    """Adds a Docker node through ``serving.nodes.node_add``: the engine is asked for its
+    capacity, so an unreachable engine or bad certificates are form errors, not a saved row."""
+
+    tls_ca = forms.CharField(
+        label="CA certificate (PEM)", required=False, widget=forms.Textarea(attrs={"rows": 4})
+    )
+    tls_cert = forms.CharField(
+        label="Client certificate (PEM)", required=False, widget=forms.Textarea(attrs={"rows": 4})
+    )
+    tls_key = forms.CharField(
+        label="Client key (PEM; stored encrypted, never shown again)",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+    )
+
+    class Meta:
+        model = Node
+        fields = ["group", "name", "engine_url", "publish_host", "advertise_host", "capacity_gpus"]
+
+    def call_service(self, data):
+        try:
+            return nodes.node_add(
+                group=data["group"],
+                name=data["name"],
+                engine_url=data.get("engine_url", "").strip(),
+                publish_host=data.get("publish_host", "").strip(),
+                advertise_host=data.get("advertise_host", "").strip(),
+                tls_ca=data.get("tls_ca", "").strip(),
+                tls_cert=data.get("tls_cert", "").strip(),
+                tls_key=data.get("tls_key", "").strip(),
+                capacity_gpus=data.get("capacity_gpus") or 0,
+            )
+        except nodes.NodeError as exc:
+            raise ValidationError({exc.field or "__all__": exc.message}) from None
+
+
+@admin.register(Node)
+class NodeAdmin(ThroughServicesAdmin):
+    """Docker nodes: add (capacity read from the engine), refresh, drain, undrain, remove."""
+
+    form = NodeForm
+    list_display = [
+        "name",
+        "group",
+        "engine_url",
+        "state",
+        "capacity_summary",
+        "live_instances",
+        "last_seen_at",
+        "message",
+    ]
+    list_filter = ["state", "group", "is_active"]
+    search_fields = ["name", "engine_url"]
+    actions = ["refresh_capacity", "drain", "undrain", "remove"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return [f.name for f in Node._meta.fields]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return [*NodeForm.Meta.fields, "tls_ca", "tls_cert", "tls_key"]
+        return [f.name for f in Node._meta.fields if f.name != "tls_encrypted"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is not None:
+            kwargs["form"] = forms.ModelForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)
+
+    def delete_through(self, request, obj):
+        try:
+            nodes.node_remove(obj)
+        except nodes.NodeError as exc:
+            raise ValidationError(exc.message) from None
+
+    @admin.display(description="capacity (claimed / total)")
+    def capacity_summary(self, node) -> str:
+        return (
+            f"{node.claimed_cpu_millicores}/{node.capacity_cpu_millicores}m CPU, "
+            f"{node.claimed_memory_mib}/{node.capacity_memory_mib} MiB, "
+            f"{node.claimed_gpus}/{node.capacity_gpus} GPU"
+        )
+
+    @admin.display(description="instances")
+    def live_instances(self, node) -> int:
+        return node.instances.filter(state__in=Instance.LIVE).count()
+
+    def _each(self, request, queryset, verb, call):
+        for node in queryset:
+            try:
+                call(node)
+            except nodes.NodeError as exc:
+                self.message_user(request, f"{node.name}: {exc.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"{node.name}: {verb}.", messages.SUCCESS)
+
+    @admin.action(description="Read the capacity from the engine again")
+    def refresh_capacity(self, request, queryset):
+        self._each(request, queryset, "capacity read from the engine", nodes.node_refresh)
+
+    @admin.action(description="Drain (no new instances; move the existing ones)")
+    def drain(self, request, queryset):
+        self._each(request, queryset, "draining; its instances are being moved", nodes.node_drain)
+
+    @admin.action(description="Undrain (take new instances again)")
+    def undrain(self, request, queryset):
+        self._each(request, queryset, "takes new instances again", nodes.node_undrain)
+
+    @admin.action(description="Remove (refused while it holds instances)")
+    def remove(self, request, queryset):
+        self._each(request, queryset, "removed", nodes.node_remove)
 
 
 @admin.register(ResourceGroup)

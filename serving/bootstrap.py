@@ -83,6 +83,17 @@ def _beat(log) -> None:
     )
     if created:
         log(f"scheduled serving.probe_instances every {probe_every} s")
+    _, created = PeriodicTask.objects.update_or_create(
+        name="serving: check the nodes' engines",
+        defaults={
+            "task": "serving.check_nodes",
+            "interval": interval,
+            "enabled": True,
+            "expire_seconds": max(2, 2 * probe_every),
+        },
+    )
+    if created:
+        log(f"scheduled serving.check_nodes every {probe_every} s")
     for name, task, seconds in (
         ("serving: metrics and autoscaling", "serving.poll_metrics", settings.EMS_METRICS_INTERVAL),
         ("serving: wake sleeping services", "serving.wake_services", WAKE_EVERY_SECONDS),

@@ -17,7 +17,7 @@ from serving.models import Instance, Service
 def _fits(service: Service) -> int:
     cpu, memory, gpus = service.revision.size
     total = 0
-    for node in service.group.nodes.filter(is_active=True):
+    for node in service.group.nodes.filter(is_active=True, state="up"):
         free_cpu, free_memory, free_gpus = node.free
         n = min(free_cpu // max(cpu, 1), free_memory // max(memory, 1))
         if gpus:

@@ -107,11 +107,16 @@ class ResourceGroup(TenantOwnedModel):
 
 
 class Node(models.Model):
-    """A machine of a resource group: a Docker engine (or, for the embedded default, this host's
-    processes), its capacity, and what instances have claimed of it."""
+    """A machine of a resource group: a Docker engine (local, or on another host over TCP with
+    TLS), or for the embedded default this host's processes; its capacity, and what instances
+    have claimed of it. ``state``: ``up`` takes new instances; ``draining`` takes none and its
+    instances are moved (``serving.nodes``); ``down``: its engine stopped answering for longer
+    than ``EMS_NODE_DOWN_GRACE_SECONDS``, its instances are out of the routes and replaced."""
 
     DOCKER, PROCESS = "docker", "process"
     BACKENDS = [(DOCKER, "Docker engine"), (PROCESS, "local processes (no limits)")]
+    UP, DRAINING, DOWN = "up", "draining", "down"
+    STATES = [(UP, "up"), (DRAINING, "draining"), (DOWN, "down")]
 
     group = models.ForeignKey(ResourceGroup, on_delete=models.PROTECT, related_name="nodes")
     name = models.SlugField(max_length=40, unique=True)
@@ -140,7 +145,17 @@ class Node(models.Model):
     claimed_cpu_millicores = models.PositiveIntegerField(default=0, editable=False)
     claimed_memory_mib = models.PositiveIntegerField(default=0, editable=False)
     claimed_gpus = models.PositiveSmallIntegerField(default=0, editable=False)
+    tls_encrypted = models.TextField(
+        blank=True,
+        default="",
+        editable=False,
+        help_text="CA, client certificate and key (PEM, JSON) encrypted with EMS_SECRETS_KEY.",
+    )
     is_active = models.BooleanField(default=True)
+    state = models.CharField(max_length=10, choices=STATES, default=UP)
+    last_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
+    unreachable_since = models.DateTimeField(null=True, blank=True, editable=False)
+    message = models.CharField(max_length=2000, blank=True, default="", editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -162,6 +177,15 @@ class Node(models.Model):
 
     def cache_root(self):
         return settings.EMS_MODEL_CACHE_DIR / self.name
+
+    @property
+    def is_remote(self) -> bool:
+        """An engine on another host: models reach it in volumes, not bind mounts."""
+        return self.backend == self.DOCKER and self.engine_url.startswith(("tcp://", "ssh://"))
+
+    @property
+    def schedulable(self) -> bool:
+        return self.is_active and self.state == self.UP
 
     @property
     def free(self) -> tuple[int, int, int]:

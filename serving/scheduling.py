@@ -45,10 +45,21 @@ def quota_size(quota_type: str, count: int) -> tuple[int, int, int]:
     return (unit[0] * count, unit[1] * count, unit[2] * count)
 
 
+def schedulable(group: ResourceGroup):
+    """The nodes that take new instances: active and ``up`` (not draining, not down), and
+    whose engine answered its last ping (``serving.nodes.check_nodes``)."""
+    return group.nodes.filter(is_active=True, state=Node.UP, unreachable_since__isnull=True)
+
+
 def check_fits_group(group: ResourceGroup, size: tuple[int, int, int]) -> None:
     """Refuse sizes no node of the group could ever hold (e.g. a GPU on a CPU-only group)."""
-    nodes = list(group.nodes.filter(is_active=True))
+    nodes = list(schedulable(group))
     if not nodes:
+        if group.nodes.filter(is_active=True).exists():
+            raise InsufficientResources(
+                f"insufficient resources: no node of the group {group.name} takes new "
+                "instances (draining or down)"
+            )
         raise InsufficientResources(f"insufficient resources: the group {group.name} has no nodes")
     gpus_total = sum(node.capacity_gpus for node in nodes)
     if size[2] and gpus_total == 0:
@@ -71,7 +82,7 @@ def claim(group: ResourceGroup, size: tuple[int, int, int]) -> Node:
     cpu, memory, gpus = size
     check_fits_group(group, size)
     candidates = sorted(
-        group.nodes.filter(is_active=True),
+        schedulable(group),
         key=lambda n: (-(n.capacity_cpu_millicores - n.claimed_cpu_millicores), n.pk),
     )
     for node in candidates:
@@ -81,7 +92,7 @@ def claim(group: ResourceGroup, size: tuple[int, int, int]) -> Node:
             return node
     free = group.capacity()
     best = max(
-        (n for n in group.nodes.filter(is_active=True)),
+        (n for n in schedulable(group)),
         key=lambda n: n.free,
         default=None,
     )
@@ -101,6 +112,7 @@ def _conditional_claim(node: Node, cpu: int, memory: int, gpus: int) -> int:
             return Node.objects.filter(
                 pk=node.pk,
                 is_active=True,
+                state=Node.UP,
                 claimed_cpu_millicores__lte=F("capacity_cpu_millicores") - cpu,
                 claimed_memory_mib__lte=F("capacity_memory_mib") - memory,
                 claimed_gpus__lte=F("capacity_gpus") - gpus,

@@ -56,6 +56,14 @@ def probe_instances() -> dict:
     return health.check_running()
 
 
+@shared_task(name="serving.check_nodes", ignore_result=True)
+def check_nodes() -> dict:
+    """Ping the nodes' engines; mark the silent ones down (``serving.nodes``)."""
+    from serving import nodes
+
+    return nodes.check_nodes()
+
+
 @shared_task(name="serving.poll_metrics", ignore_result=True)
 def poll_metrics() -> dict:
     """One metrics pass over every running instance, then the autoscaler's decisions."""

@@ -38,6 +38,7 @@ def _key(node) -> tuple:
         node.publish_host,
         node.advertise_host,
         str(node.state_dir()),
+        getattr(node, "tls_encrypted", ""),
     )
 
 
@@ -53,13 +54,20 @@ def for_node(node) -> Backend:
 def _make(node) -> Backend:
     if node.backend == "docker":
         from serving.backends.docker import DockerBackend
+        from serving.nodes import tls_of
 
-        return DockerBackend(
-            node=node.name,
-            base_url=node.engine_url,
-            publish_host=node.publish_host or "127.0.0.1",
-            advertise_host=node.advertise_host,
-        )
+        try:
+            return DockerBackend(
+                node=node.name,
+                base_url=node.engine_url,
+                publish_host=node.publish_host or "127.0.0.1",
+                advertise_host=node.advertise_host,
+                tls=tls_of(node),
+            )
+        except Exception as exc:  # the engine does not answer (the client asks its version)
+            raise BackendError(
+                f"node {node.name}: engine unreachable: {exc}", transient=True
+            ) from exc
     if node.backend == "process":
         from serving.backends.process import ProcessBackend
 

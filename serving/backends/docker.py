@@ -15,17 +15,23 @@ loopback only (PostgreSQL and Redis do by default) or be firewalled in the ``DOC
 
 The port is published on ``publish_host`` (127.0.0.1 by default: only the gateway on the same
 host reaches instances); ``advertise_host`` is the host name callers use for a remote node.
+
+Models: on the local engine the node's cache folder is bind-mounted; an engine on another host
+(``tcp://`` with TLS: ``tls`` holds the CA, client certificate and key as PEM) gets each model
+in a verified volume filled through the engine's API (``serving.backends.volumes``).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 
 from docker.errors import APIError, ImageNotFound, NotFound
 from docker.types import DeviceRequest
 
 import docker
 from serving import faults
+from serving.backends import volumes
 from serving.backends.base import (
     CONTAINER_PORT,
     CREATED,
@@ -46,12 +52,14 @@ from serving.backends.base import (
     InstanceStatus,
     parse_time,
 )
+from serving.backends.engine import engine_errors, tls_files
 
 log = logging.getLogger(__name__)
 
 PIDS_LIMIT = 512
 TMPFS = {"/tmp": "rw,nosuid,nodev,size=256m,mode=1777"}  # noqa: S108 - inside the container
 RUNTIME_USER = "10001:10001"
+API_VERSION = "1.41"
 
 
 def _transient(exc: Exception) -> bool:
@@ -71,19 +79,61 @@ class DockerBackend(Backend):
         publish_host: str = "127.0.0.1",
         advertise_host: str = "",
         client=None,
+        tls: dict | None = None,
+        model_volumes: bool | None = None,
+        timeout: int = 60,
     ):
         super().__init__(node=node)
+        self._tls_dir = None
         if client is not None:
             self.client = client
         elif base_url:
-            self.client = docker.DockerClient(base_url=base_url, timeout=60)
+            # a fixed API version (every engine since 20.10 speaks 1.41): no version query
+            # when the client is made, so an engine that is down fails the call, not this
+            try:
+                self.client = docker.DockerClient(
+                    base_url=base_url,
+                    timeout=timeout,
+                    tls=self._tls_config(tls),
+                    version=API_VERSION,
+                )
+            except Exception:  # a malformed URL or TLS files: leave no key on disk
+                self._remove_tls()
+                raise
+            # exactly the node's CA and no proxy: never REQUESTS_CA_BUNDLE / HTTPS_PROXY
+            self.client.api.trust_env = False
         else:
-            self.client = docker.from_env(timeout=60)
+            self.client = docker.from_env(timeout=timeout)
         self.publish_host = publish_host
         self.advertise_host = advertise_host or publish_host
         self.network_name = f"ems-runtime-{node}"
+        if model_volumes is None:
+            model_volumes = base_url.startswith(("tcp://", "ssh://"))
+        self.model_volumes = model_volumes
+
+    def _tls_config(self, tls: dict | None):
+        """The client's TLS files in a private folder ``close`` removes; None: plain."""
+        if not tls:
+            return None
+        self._tls_dir, config = tls_files(self.node, tls)
+        return config
+
+    # --- the engine ---------------------------------------------------------------------------
+    def engine_info(self) -> dict:
+        """``docker info``: NCPU, MemTotal (bytes), ServerVersion, Name …; raises BackendError."""
+        try:
+            return self.client.info()
+        except Exception as exc:  # APIError, connection refused, TLS errors, timeouts
+            raise BackendError(f"engine: {exc}", transient=True) from exc
+
+    def ping(self) -> None:
+        try:
+            self.client.ping()
+        except Exception as exc:
+            raise BackendError(f"engine: {exc}", transient=True) from exc
 
     # --- network ------------------------------------------------------------------------------
+    @engine_errors
     def ensure_network(self) -> str:
         try:
             self.client.networks.get(self.network_name)
@@ -104,10 +154,21 @@ class DockerBackend(Backend):
         return self.network_name
 
     # --- lifecycle ----------------------------------------------------------------------------
+    @engine_errors
     def start(self, spec: InstanceSpec, model_dir: str) -> InstanceStatus:
         if not spec.image:
             raise BackendError(f"no image for runtime {spec.runtime}")
         network = self.ensure_network()
+        if self.model_volumes:
+            model = volumes.ensure_volume(
+                self.client,
+                node=self.node,
+                digest=spec.model_digest,
+                model_dir=str(model_dir),
+                image=spec.image,
+            )
+        else:
+            model = str(model_dir)
         kwargs = dict(
             image=spec.image,
             command=[
@@ -134,7 +195,7 @@ class DockerBackend(Backend):
             nano_cpus=int(spec.cpu_millicores) * 1_000_000,
             mem_limit=f"{int(spec.memory_mib)}m",
             memswap_limit=f"{int(spec.memory_mib)}m",
-            volumes={str(model_dir): {"bind": MODEL_MOUNT, "mode": "ro"}},
+            volumes={model: {"bind": MODEL_MOUNT, "mode": "ro"}},
             ports={f"{CONTAINER_PORT}/tcp": (self.publish_host, None)},
             network=network,
             environment={"EMS_INSTANCE": spec.instance_id},
@@ -163,6 +224,7 @@ class DockerBackend(Backend):
         container.reload()
         return self._status(container)
 
+    @engine_errors
     def stop(self, instance_id: str, *, grace: float = 10.0) -> InstanceStatus | None:
         container = self._get(instance_id)
         if container is None:
@@ -179,12 +241,14 @@ class DockerBackend(Backend):
             raise BackendError(f"cannot stop {instance_id}: {exc}", transient=True) from exc
         return status
 
+    @engine_errors
     def inspect(self, instance_id: str) -> InstanceStatus:
         container = self._get(instance_id)
         if container is None:
             return InstanceStatus(instance_id, "", "", "", MISSING)
         return self._status(container)
 
+    @engine_errors
     def list(self, labels: dict[str, str] | None = None) -> list[InstanceStatus]:
         wanted = {LABEL_NODE: self.node, **(labels or {})}
         filters = {"label": [f"{key}={value}" for key, value in wanted.items()]}
@@ -194,6 +258,7 @@ class DockerBackend(Backend):
             raise BackendError(f"cannot list containers: {exc}", transient=True) from exc
         return [self._status(container) for container in containers]
 
+    @engine_errors
     def stats(self, instance_id: str) -> InstanceStats:
         container = self._get(instance_id)
         if container is None:
@@ -222,6 +287,7 @@ class DockerBackend(Backend):
             gpu_percent=None,  # the engine does not report GPU use; the metrics poller asks DCGM
         )
 
+    @engine_errors
     def gpu_devices(self, instance_id: str) -> list[str]:
         """The device ids of the container's GPU request. A request by count gets devices
         ``0 … count-1`` from Docker's NVIDIA driver (it sets NVIDIA_VISIBLE_DEVICES so), which
@@ -237,14 +303,31 @@ class DockerBackend(Backend):
                 ids += [str(i) for i in range(int(request["Count"]))]
         return ids
 
+    @engine_errors
     def logs(self, instance_id: str, *, tail: int = 100) -> str:
         container = self._get(instance_id)
         if container is None:
             return ""
         return container.logs(tail=tail, stdout=True, stderr=True).decode("utf-8", "replace")
 
+    @engine_errors
+    def gc_models(self, in_use, *, min_age: float = 600.0) -> list[str]:
+        """Remove the node's model volumes no live instance uses (volume nodes only)."""
+        if not self.model_volumes:
+            return []
+        try:
+            return volumes.gc(self.client, node=self.node, in_use=in_use, min_age=min_age)
+        except APIError as exc:
+            raise BackendError(f"cannot collect model volumes: {exc}", transient=True) from exc
+
     def close(self) -> None:
         self.client.close()
+        self._remove_tls()
+
+    def _remove_tls(self) -> None:
+        if self._tls_dir:
+            shutil.rmtree(self._tls_dir, ignore_errors=True)
+            self._tls_dir = None
 
     # --- helpers ------------------------------------------------------------------------------
     def _get(self, instance_id: str):

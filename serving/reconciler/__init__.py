@@ -27,6 +27,7 @@ ids), then
 garbage-collects the node's model cache; beat runs ``reconcile_all`` periodically.
 """
 
-from serving.reconciler.core import BUSY, IDLE, PROGRESSING, reconcile, reconcile_all, sweep_node
+from serving.reconciler.core import BUSY, IDLE, PROGRESSING, reconcile
+from serving.reconciler.sweep import reconcile_all, sweep_node
 
 __all__ = ["BUSY", "IDLE", "PROGRESSING", "reconcile", "reconcile_all", "sweep_node"]

@@ -11,7 +11,7 @@ from django.utils import timezone
 from models_repo.services import FolderChanged
 from serving import events, publish, scheduling
 from serving.backends import BackendError, for_node
-from serving.backends.base import EXITED, LABEL_MODEL, LABEL_SERVICE, MISSING, PAUSED
+from serving.backends.base import EXITED, LABEL_SERVICE, MISSING, PAUSED
 from serving.models import Instance, Node, Service, ServiceEvent, new_instance_id
 from serving.reconciler import support
 from serving.scheduling import InsufficientResources
@@ -50,53 +50,6 @@ def reconcile(service_pk: int) -> str:
     # After the pass committed: publish the route (a quiet pass checks and repairs it).
     publish.after_pass(run.service, changed=run.changed)
     return result
-
-
-def reconcile_all() -> dict:
-    """Every live service (and every service still holding instances), then every node."""
-    results = {}
-    pks = set(Service.objects.filter(deleted_at__isnull=True).values_list("pk", flat=True))
-    pks |= set(
-        Instance.objects.filter(state__in=Instance.LIVE).values_list("service_id", flat=True)
-    )
-    for pk in sorted(pks):
-        try:
-            results[pk] = reconcile(pk)
-        except Exception:
-            log.exception("reconcile of service %s failed", pk)
-            results[pk] = "error"
-    for node in Node.objects.filter(is_active=True):
-        try:
-            sweep_node(node)
-        except BackendError as exc:
-            log.warning("sweeping node %s failed: %s", node.name, exc)
-    return results
-
-
-def sweep_node(node: Node, *, cache_min_age: float = 600.0) -> list[str]:
-    """Remove labelled instances of the node that the database does not know as live; then
-    garbage-collect the model cache. Returns the removed instance ids."""
-    backend = for_node(node)
-    known = set(
-        Instance.objects.filter(node=node, state__in=Instance.LIVE).values_list(
-            "instance_id", flat=True
-        )
-    )
-    removed = []
-    in_use = set()
-    for status in backend.list():
-        if status.instance_id in known:
-            in_use.add(status.labels.get(LABEL_MODEL, ""))
-            continue
-        backend.stop(status.instance_id, grace=0)
-        removed.append(status.instance_id)
-    in_use |= set(
-        Instance.objects.filter(node=node, state__in=Instance.LIVE).values_list(
-            "revision__version__manifest_digest", flat=True
-        )
-    )
-    support.cache_for(node).gc(in_use, min_age=cache_min_age)
-    return removed
 
 
 class Pass:
@@ -149,7 +102,11 @@ class Pass:
                 self.keep_lease()
                 if self.service.status == Service.FAILED:
                     break
-                if instance.state == Instance.PENDING:
+                if instance.node.state == Node.DOWN:
+                    self.lost(instance)
+                elif instance.state == Instance.PENDING and not instance.node.schedulable:
+                    self.unschedule(instance)
+                elif instance.state == Instance.PENDING:
                     if instance.not_before is None or instance.not_before <= timezone.now():
                         self.launch(instance)
                 else:
@@ -165,8 +122,15 @@ class Pass:
         nodes = {n.pk: n for n in self.service.group.nodes.all()}
         nodes.update({instance.node_id: instance.node for instance in live})
         for node in nodes.values():
-            backend = for_node(node)
-            for status in backend.list({LABEL_SERVICE: self.service.service_id}):
+            if node.state == Node.DOWN:
+                continue  # its engine does not answer; the node sweep cleans up when it does
+            try:
+                backend = for_node(node)
+                found = backend.list({LABEL_SERVICE: self.service.service_id})
+            except BackendError as exc:
+                log.warning("listing node %s failed: %s", node.name, exc.message)
+                continue
+            for status in found:
                 if status.instance_id not in known:
                     backend.stop(status.instance_id, grace=0)
                     events.emit(
@@ -178,9 +142,13 @@ class Pass:
 
     def launch(self, instance: Instance) -> None:
         node = instance.node
-        backend = for_node(node)
-        if backend.inspect(instance.instance_id).state != MISSING:
-            backend.stop(instance.instance_id, grace=0)  # a launch that died half-way
+        try:
+            backend = for_node(node)
+            if backend.inspect(instance.instance_id).state != MISSING:
+                backend.stop(instance.instance_id, grace=0)  # a launch that died half-way
+        except BackendError as exc:
+            self.retry_later(instance, exc.message)
+            return
         version = instance.revision.version
         try:
             path, fetched = support.fetch_model(node, version)
@@ -232,17 +200,22 @@ class Pass:
         )
 
     def observe(self, instance: Instance) -> None:
-        backend = for_node(instance.node)
-        status = backend.inspect(instance.instance_id)
+        if instance.state == Instance.RUNNING and instance.unhealthy_reason:
+            # serving.health took it out of the routes: a frozen or wedged runtime, or an
+            # engine that does not answer
+            self.crashed(instance, f"{instance.unhealthy_reason}; replaced")
+            return
+        try:
+            backend = for_node(instance.node)
+            status = backend.inspect(instance.instance_id)
+        except BackendError as exc:  # its engine does not answer: the node check decides
+            self.set_instance(instance, last_message=exc.message[:4000])
+            return
         if status.state in (EXITED, MISSING, PAUSED):
             reason = status.message or "the instance disappeared"
             if status.state == PAUSED:
                 reason = f"instance {instance.instance_id} {reason}; replaced"
             self.crashed(instance, reason)
-            return
-        if instance.state == Instance.RUNNING and instance.unhealthy_reason:
-            # serving.health took it out of the routes: a frozen or wedged runtime
-            self.crashed(instance, f"{instance.unhealthy_reason}; replaced")
             return
         if instance.address != status.address:
             self.set_instance(instance, address=status.address)
@@ -258,13 +231,45 @@ class Pass:
                     instance, f"not AVAILABLE within {settings.EMS_SERVING_START_TIMEOUT} s"
                 )
 
+    def lost(self, instance: Instance, why: str = "") -> None:
+        """Its node is down (or its engine does not answer): recorded as failed without
+        asking the engine (the node sweep removes the container if the host comes back); not
+        the service's fault, so it is not counted and is replaced at once, with no backoff."""
+        why = why or f"node {instance.node.name} is down"
+        self.set_instance(
+            instance,
+            state=Instance.FAILED,
+            stopped_at=timezone.now() if instance.started_at else None,
+            last_message=why[:8000],
+        )
+        scheduling.release(instance)
+        events.emit(
+            self.service,
+            events.CRASHED,
+            f"lost with node {instance.node.name}: {why}; starting a replacement elsewhere",
+            level=ServiceEvent.WARNING,
+            instance=instance,
+        )
+
+    def unschedule(self, instance: Instance) -> None:
+        """A pending instance on a node that takes none now (draining): placed again."""
+        self.set_instance(instance, state=Instance.STOPPED)
+        scheduling.release(instance)
+        events.emit(
+            self.service,
+            events.SCHEDULED,
+            f"not started on {instance.node.name} ({instance.node.state}): placed again",
+            instance=instance,
+        )
+
     def crashed(self, instance: Instance, reason: str) -> None:
-        backend = for_node(instance.node)
         try:
+            backend = for_node(instance.node)
             tail = backend.logs(instance.instance_id, tail=LOG_TAIL).strip()
-        except BackendError:
-            tail = ""
-        final = backend.stop(instance.instance_id, grace=0)
+            final = backend.stop(instance.instance_id, grace=0)
+        except BackendError as exc:  # the engine does not answer: the host, not the service
+            self.lost(instance, f"{reason} (its engine does not answer: {exc.message[:300]})")
+            return
         stopped_at = (final.finished_at if final else None) or timezone.now()
         message = f"{reason}" + (f"\n{tail}" if tail else "")
         self.set_instance(
@@ -307,12 +312,15 @@ class Pass:
         self, instance: Instance, final_state: str, verb: str, *, drained: bool = False
     ) -> None:
         self.keep_lease()
-        backend = for_node(instance.node)
         if instance.state == Instance.RUNNING:
             self.set_instance(instance, state=Instance.STOPPING)
         if not drained:
             self.drain([instance])
-        last = backend.stop(instance.instance_id, grace=settings.EMS_SERVING_STOP_GRACE)
+        if instance.node.state == Node.DOWN:
+            last = None  # nothing to ask a dead engine; the node sweep removes it later
+        else:
+            backend = for_node(instance.node)
+            last = backend.stop(instance.instance_id, grace=settings.EMS_SERVING_STOP_GRACE)
         stopped_at = (last.finished_at if last else None) or (
             timezone.now() if instance.started_at else None
         )
@@ -359,8 +367,10 @@ class Pass:
     def converge(self) -> None:
         service = self.service
         active = self.instances(Instance.ACTIVE)
-        current = [i for i in active if i.revision_id == service.revision_id]
-        old = [i for i in active if i.revision_id != service.revision_id]
+        # instances of an older revision, or on a node that is draining (or gone inactive),
+        # are replaced the same way: the new one healthy and routed first, then the old stops
+        current = [i for i in active if i.revision_id == service.revision_id and i.node.schedulable]
+        old = [i for i in active if i not in current]
         in_progress = any(i.state != Instance.RUNNING for i in current)
         running = [i for i in current if i.state == Instance.RUNNING]
 
@@ -389,7 +399,12 @@ class Pass:
             if len(running) >= service.replicas:
                 excess = len(old)
             for victim in worst_first(old)[: max(0, min(excess, len(running)))]:
-                self.stop_instance(victim, Instance.STOPPED, "replaced by the new revision")
+                verb = (
+                    "replaced by the new revision"
+                    if victim.revision_id != service.revision_id
+                    else f"moved off node {victim.node.name} ({victim.node.state})"
+                )
+                self.stop_instance(victim, Instance.STOPPED, verb)
 
     # --- status -------------------------------------------------------------------------------
     def update_status(self) -> str:

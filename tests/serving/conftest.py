@@ -205,3 +205,17 @@ def gateway(serving_env, settings):
     settings.EMS_GATEWAY_URL = gw.url
     yield gw
     gw.stop()
+
+
+@pytest.fixture
+def patient_gateway(serving_env, settings):
+    """A real gateway that waits longer before it ejects a slow instance (probe after 5 s
+    without an answer byte, eject after 10 s): on a loaded 2-core machine its default passive
+    health (1 s, 2 s) can eject every instance of a starved runtime, while what the node tests
+    measure is the control plane's moves (docs/gateway.md has the passive health)."""
+    gw = GatewayProcess(
+        settings.EMS_GATEWAY_ROUTES, EMS_GATEWAY_PROBE_AFTER="5", EMS_GATEWAY_PROBE_TIMEOUT="10"
+    )
+    settings.EMS_GATEWAY_URL = gw.url
+    yield gw
+    gw.stop()
