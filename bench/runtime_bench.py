@@ -39,14 +39,24 @@ TESTDATA = ROOT.parent / "shared" / "testdata" / "models"
 THREADS = 2  # runtime threads, and TensorFlow's intra-op threads in-process
 
 
+def configure_tf() -> None:
+    """TensorFlow's thread pools as the runtime sizes them (only before its first use)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+        tf.config.threading.set_inter_op_parallelism_threads(THREADS)
+    except RuntimeError:  # already initialised in this process: set at the start of main
+        pass
+
+
 class InProcess:
     """Direct calls of the SavedModel's signature, the way a Python program would serve it."""
 
     def __init__(self, model_dir: Path, jpeg: bytes) -> None:
         import tensorflow as tf
 
-        tf.config.threading.set_intra_op_parallelism_threads(THREADS)
-        tf.config.threading.set_inter_op_parallelism_threads(THREADS)
+        configure_tf()
         path = max((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
         self.fn = tf.saved_model.load(str(path)).signatures["serving_default"]
         (name,) = self.fn.structured_input_signature[1].keys()
@@ -274,6 +284,7 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "runtimes.examples", str(examples)], check=True, cwd=ROOT)
     from runtimes.examples.jpeg_classifier import write_jpeg_classifier
 
+    configure_tf()
     write_jpeg_classifier(examples)
     cpus = os.cpu_count()
     models = {
