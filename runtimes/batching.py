@@ -41,6 +41,7 @@ DoneFn = Callable[[dict[str, np.ndarray] | None, BaseException | None], None]
 # and its calls of that kind are short); larger ones always go to the batching thread.
 INLINE_ROWS = 4
 EWMA = 0.2  # weight of the newest call in the running mean of a call's duration
+EXPECT_WAIT_S = 0.002  # longest wait for the requests the last batch suggests will come
 
 
 @dataclass(eq=False)  # identity: the queue removes exactly this item, never compares arrays
@@ -95,6 +96,7 @@ class Batcher:
         self._pending: list[_Item] = []  # submitted in this loop turn (loop thread only)
         self._flush_scheduled = False
         self._running = False  # the batching thread is running a batch
+        self._last_rows = 0  # rows of the last batch taken
         self._observe = observe or (lambda rows: None)
         self._cond = threading.Condition()
         self._queue: list[_Item] = []
@@ -205,16 +207,27 @@ class Batcher:
                 self._cond.wait()
             first = self._queue[0]
             deadline = first.arrived + self.max_wait_s
+            # Under steady load about as many requests come back as the last batch answered:
+            # wait a little for them rather than run a fraction of them now and the rest
+            # after a whole model call. Measured from now: they were answered just now.
+            expect_until = time.monotonic() + min(self.max_wait_s, EXPECT_WAIT_S)
             while True:
                 batch, rows = self._compatible(first)
-                if rows >= self.max_batch or self._arriving <= 0:
+                if rows >= self.max_batch:
                     break
-                remaining = deadline - time.monotonic()
+                if self._arriving > 0:  # announced requests still being parsed
+                    until = deadline
+                elif rows < self._last_rows:
+                    until = expect_until
+                else:
+                    break
+                remaining = until - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
             for item in batch:
                 self._queue.remove(item)
+            self._last_rows = rows
             self._running = True
             return batch
 
