@@ -99,8 +99,8 @@ def batch_mean(server: RunningServer) -> tuple[float, float]:
 
 def served(server: RunningServer, body: bytes, seconds: int) -> dict[str, float]:
     url = f"{server.url}/v1/models/m:predict"
-    before = batch_mean(server)
     one = run_wrk(url, body, connections=1, seconds=seconds)
+    before = batch_mean(server)
     many = run_wrk(url, body, connections=32, seconds=seconds)
     after = batch_mean(server)
     calls = after[1] - before[1]
