@@ -245,12 +245,14 @@ class Batcher:
                 self._execute(batch)
             except BaseException as exc:  # never leave a caller waiting on a dead thread
                 for item in batch:
-                    if not item.done.is_set():
+                    if item.outputs is None and item.error is None:
                         item.error = exc
-                        item.finish()
-            finally:
-                with self._cond:
-                    self._running = False
+            # Idle before the answers go out: a caller answered now and asking again at once
+            # finds the model idle (and may run inline), not still busy with its own batch.
+            with self._cond:
+                self._running = False
+            for item in batch:
+                item.finish()
 
     def _execute(self, batch: list[_Item]) -> None:
         """Run the batch as one call; if that fails, split it in halves and retry each, so a
@@ -277,7 +279,6 @@ class Batcher:
         for item in batch:
             item.outputs = {name: arr[offset : offset + item.rows] for name, arr in outputs.items()}
             offset += item.rows
-            item.finish()
 
     def _run_alone(self, item: _Item, on_loop: bool = False) -> None:
         try:
@@ -290,4 +291,5 @@ class Batcher:
                 self._cost[item.key] = took if old is None else old + EWMA * (took - old)
         except BaseException as exc:  # handed to the request's own caller, which raises it
             item.error = exc
-        item.finish(on_loop)
+        if on_loop:  # on the batching thread, _loop answers the whole batch at the end
+            item.finish(on_loop=True)
