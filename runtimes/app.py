@@ -1,8 +1,15 @@
-"""The HTTP side of the runtime server: TF-Serving's REST routes on aiohttp.
+"""TF-Serving's REST routes over :mod:`runtimes.http`, and where each request runs.
 
-The event loop only parses paths and moves bytes; JSON decoding, the model call and JSON
-encoding run together in a thread pool sized from the CPU quota, so one slow request never
-blocks the loop and the hop to a worker thread is paid once per request.
+A request body up to :data:`INLINE_BODY_LIMIT` is parsed on the event loop (orjson, then
+straight into NumPy arrays for tensor models). Then, cheapest first:
+
+- a row request the batcher may merge goes to :class:`runtimes.batching.Batcher` (which runs a
+  lone request inline when the model is idle and its calls are short);
+- a call whose kind is known to be short (running mean under ``inline_max_s``), made while no
+  other model request is being answered, runs inline on the loop: no thread hop at all;
+- anything else (slow models, concurrent requests without batching, big bodies) runs parse,
+  call and encode together in **one** hop to the worker pool sized from the CPU quota, so a
+  slow request never blocks the loop.
 """
 
 from __future__ import annotations
@@ -11,13 +18,12 @@ import asyncio
 import logging
 import re
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiohttp import web
 
 from runtimes.batching import Batcher
 from runtimes.errors import ApiError, BadRequest, NotFound, Unavailable
@@ -25,18 +31,23 @@ from runtimes.loaders.base import Model
 from runtimes.loaders.tensor import outputs_to_rows
 from runtimes.metrics import Metrics
 
+if TYPE_CHECKING:
+    from runtimes.http import HttpConn
+
 log = logging.getLogger("runtimes.server")
 
 ROUTE = re.compile(
-    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
-    r"(?:(?P<metadata>/metadata)|:(?P<verb>[A-Za-z]+))?$"
+    rb"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
+    rb"(?:(?P<metadata>/metadata)|:(?P<verb>[A-Za-z]+))?$"
 )
 VERBS = ("predict", "classify", "regress")
-JSON = "application/json"
+METRICS_TYPE = Metrics.content_type.encode()
 DUMP_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
-# Batched row requests up to this size are parsed and answered on the event loop (a few tens
-# of microseconds); bigger ones go through the worker pool so the loop never stalls.
+# Bodies up to this size are parsed on the event loop (tens of microseconds); bigger ones are
+# parsed in the worker pool so the loop never stalls.
 INLINE_BODY_LIMIT = 256 * 1024
+DEFAULT_INLINE_MS = 5.0
+EWMA = 0.2  # weight of the newest call in the running mean of a kind of call's duration
 # orjson refuses documents nested deeper than 1024 levels; a tensor has at most 64 dimensions
 # (NumPy's limit), so the deepest valid request is far shallower: a RecursionError anywhere in
 # handling one is the client's nesting, answered 400 like the parser's own refusal.
@@ -75,26 +86,63 @@ def status_body(served: ServedModel) -> dict[str, Any]:
 
 
 class RuntimeApp:
-    """Routes, metrics and the worker pool around one served model version."""
+    """Routes, metrics and the places a model call may run, around one served model version."""
 
     def __init__(
-        self, served: ServedModel, pool: ThreadPoolExecutor, batcher: Batcher | None = None
+        self,
+        served: ServedModel,
+        pool: ThreadPoolExecutor,
+        batcher: Batcher | None = None,
+        inline_max_s: float = DEFAULT_INLINE_MS / 1000,
     ) -> None:
         self.served = served
         self.pool = pool
         self.batcher = batcher
+        self.inline_max_s = inline_max_s
         self.metrics = Metrics()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.connections: set[HttpConn] = set()
+        self.draining = False
+        self.busy = 0  # model requests being answered (inline, in the pool or the batcher)
+        self._cost: dict[tuple[str, Any], float] = {}  # (verb, signature) -> mean seconds
 
-    def build(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/v1/models/{tail:.*}", self.handle)
-        app.router.add_get("/metrics", self.handle_metrics)
-        return app
-
-    async def handle_metrics(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=self.metrics.render(), headers={"Content-Type": Metrics.content_type}
-        )
+    # ---- routing (on the event loop) ----
+    def dispatch(self, conn: HttpConn, method: bytes, path: bytes, raw: bytes) -> None:
+        """Answer one request through ``conn.respond`` (now, or later from a callback)."""
+        start = perf_counter()
+        if path == b"/metrics":
+            if method in (b"GET", b"HEAD"):
+                conn.respond(200, self.metrics.render(), METRICS_TYPE)
+            else:
+                conn.respond(405, error_body("/metrics needs GET"))
+            return
+        method_label, model_label = "other", "_unknown"
+        match = ROUTE.match(path)
+        try:
+            if match is None:
+                text = path.decode("utf-8", "replace")
+                raise NotFound(f"Malformed request: {method.decode('latin-1')} {text}")
+            name = match["name"].decode("utf-8", "replace")
+            version = match["version"].decode("latin-1") if match["version"] else None
+            self._resolve(name, version)
+            model_label = name
+            if match["verb"] is not None:
+                verb = match["verb"].decode()
+                if verb not in VERBS:
+                    raise NotFound(f"Unknown verb: {verb} (expected one of {', '.join(VERBS)})")
+                method_label = verb
+                if method != b"POST":
+                    raise ApiError(f":{verb} needs POST", 405)
+                self._call_model(conn, verb, raw, start)
+                return
+            method_label = "metadata" if match["metadata"] else "status"
+            if method != b"GET":
+                raise ApiError(f"{method_label} needs GET", 405)
+            status, body = 200, orjson.dumps(self._describe(bool(match["metadata"])))
+        except ApiError as exc:
+            status, body = exc.status, error_body(exc.message)
+        self.metrics.observe(model_label, self.served.version, method_label, status, start)
+        conn.respond(status, body)
 
     def _resolve(self, name: str, version: str | None) -> None:
         served = self.served
@@ -105,36 +153,6 @@ class RuntimeApp:
             raise NotFound(f"Servable not found for request: {spec}")
         if version is not None and str(int(version)) != served.version:
             raise NotFound(f"Servable not found for request: Specific({name}, {int(version)})")
-
-    async def handle(self, request: web.Request) -> web.Response:
-        start = time.perf_counter()
-        method_label, model_label = "other", "_unknown"
-        match = ROUTE.match(request.path)
-        try:
-            if match is None:
-                raise NotFound(f"Malformed request: {request.method} {request.path}")
-            name, version = match["name"], match["version"]
-            verb, metadata = match["verb"], match["metadata"]
-            self._resolve(name, version)
-            model_label = name
-            if verb is not None:
-                if verb not in VERBS:
-                    raise NotFound(f"Unknown verb: {verb} (expected one of {', '.join(VERBS)})")
-                method_label = verb
-                if request.method != "POST":
-                    raise ApiError(f":{verb} needs POST", 405)
-                status, body = await self._call_model(verb, await request.read())
-            else:
-                method_label = "metadata" if metadata else "status"
-                if request.method != "GET":
-                    raise ApiError(f"{method_label} needs GET", 405)
-                status, body = 200, orjson.dumps(self._describe(bool(metadata)))
-        except ApiError as exc:
-            status, body = exc.status, error_body(exc.message)
-        self.metrics.observe(
-            model_label, self.served.version, method_label, status, time.perf_counter() - start
-        )
-        return web.Response(status=status, body=body, content_type=JSON)
 
     def _describe(self, metadata: bool) -> dict[str, Any]:
         served = self.served
@@ -147,43 +165,100 @@ class RuntimeApp:
             "metadata": served.model.metadata(),
         }
 
-    async def _call_model(self, verb: str, raw: bytes) -> tuple[int, bytes]:
+    # ---- model calls ----
+    def _call_model(self, conn: HttpConn, verb: str, raw: bytes, start: float) -> None:
         if self.served.state != "AVAILABLE":
             raise Unavailable(
                 f"model {self.served.name} version {self.served.version} is {self.served.state}"
             )
+        self.busy += 1
         self.metrics.in_flight.inc()
-        try:
-            if self.batcher is not None and verb == "predict" and len(raw) <= INLINE_BODY_LIMIT:
-                answer = await self._predict_batched(raw)
-                if answer is not None:
-                    return answer
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.pool, self._call_model_sync, verb, raw)
-        finally:
-            self.metrics.in_flight.dec()
-
-    async def _predict_batched(self, raw: bytes) -> tuple[int, bytes] | None:
-        """A small row request, parsed on the loop and merged by the batcher; None when it is
-        not batchable (columnar, a signature without a batch dimension)."""
+        if len(raw) > INLINE_BODY_LIMIT:
+            self._to_pool(conn, verb, None, raw, start)
+            return
         model = self.served.model
-        assert model is not None and self.batcher is not None
+        assert model is not None
         try:
             body = self._parse(raw)
-            plan = model.batch_plan(body)  # type: ignore[attr-defined]
-            if plan is None:
-                return None
-            signature, feeds, rows = plan
-            outputs = await self.batcher.submit(signature, feeds)
+            if self.batcher is not None and verb == "predict":
+                plan = model.batch_plan(body)  # type: ignore[attr-defined]
+                if plan is not None:
+                    signature, feeds, rows = plan
+                    self.batcher.submit(
+                        signature,
+                        feeds,
+                        lambda outputs, error: self._batched(conn, start, rows, outputs, error),
+                    )
+                    return
+            key = (verb, body.get("signature_name"))
+            cost = self._cost.get(key)
+            if (
+                self.busy == 1
+                and cost is not None
+                and cost <= self.inline_max_s
+                and (self.batcher is None or self.batcher.idle())
+            ):
+                status, out = self._answer(verb, body, key)
+                self._done(conn, start, verb, status, out)
+                return
+        except Exception as exc:
+            status, out = self._failure(exc, verb)
+            self._done(conn, start, verb, status, out)
+            return
+        self._to_pool(conn, verb, body, raw, start)
+
+    def _to_pool(
+        self, conn: HttpConn, verb: str, body: dict[str, Any] | None, raw: bytes, start: float
+    ) -> None:
+        loop = self.loop
+        assert loop is not None
+        future = self.pool.submit(self._call_model_sync, verb, body, raw)
+
+        def back(done: Future) -> None:
+            loop.call_soon_threadsafe(self._pool_done, conn, start, verb, done)
+
+        future.add_done_callback(back)
+
+    def _pool_done(self, conn: HttpConn, start: float, verb: str, done: Future) -> None:
+        if done.cancelled():  # shutting down
+            status, out = 503, error_body("the server is shutting down")
+        else:
+            status, out = done.result()  # _call_model_sync never raises
+        self._done(conn, start, verb, status, out)
+
+    def _batched(
+        self,
+        conn: HttpConn,
+        start: float,
+        rows: int,
+        outputs: dict[str, Any] | None,
+        error: BaseException | None,
+    ) -> None:
+        try:
+            if error is not None:
+                raise error
+            assert outputs is not None
             result = {"predictions": outputs_to_rows(outputs, rows)}
-            return 200, orjson.dumps(result, option=DUMP_OPTIONS)
-        except ApiError as exc:
+            status, out = 200, orjson.dumps(result, option=DUMP_OPTIONS)
+        except Exception as exc:
+            status, out = self._failure(exc, "predict")
+        self._done(conn, start, "predict", status, out)
+
+    def _done(self, conn: HttpConn, start: float, verb: str, status: int, out: bytes) -> None:
+        self.busy -= 1
+        self.metrics.in_flight.dec()
+        self.metrics.observe(self.served.name, self.served.version, verb, status, start)
+        conn.respond(status, out)
+
+    def _failure(self, exc: BaseException, verb: str) -> tuple[int, bytes]:
+        if isinstance(exc, ApiError):
             return exc.status, error_body(exc.message)
-        except RecursionError:
+        if isinstance(exc, RecursionError):
             return 400, error_body(TOO_DEEP)
-        except Exception as exc:  # a real fault inside the runtime: log it, answer 500
-            log.exception("predict failed")
-            return 500, error_body(f"internal error in the {model.runtime} runtime: {exc}")
+        model = self.served.model
+        runtime = model.runtime if model is not None else "?"
+        log.error("%s failed", verb, exc_info=exc)  # a real fault inside the runtime: 500
+        return 500, error_body(f"internal error in the {runtime} runtime: {exc}")
 
     @staticmethod
     def _parse(raw: bytes) -> dict[str, Any]:
@@ -197,22 +272,35 @@ class RuntimeApp:
             raise BadRequest("the request body must be a JSON object")
         return body
 
-    def _call_model_sync(self, verb: str, raw: bytes) -> tuple[int, bytes]:
-        """Parse, call and encode in one worker-thread hop; map failures to statuses."""
+    def _answer(self, verb: str, body: dict[str, Any], key: tuple[str, Any]) -> tuple[int, bytes]:
+        """Call the model and encode its answer; keeps the running mean of this kind of call."""
         model = self.served.model
         assert model is not None
+        started = perf_counter()
+        result = getattr(model, verb)(body)
+        out = orjson.dumps(result, option=DUMP_OPTIONS)
+        took = perf_counter() - started
+        old = self._cost.get(key)
+        self._cost[key] = took if old is None else old + EWMA * (took - old)
+        return 200, out
+
+    def _call_model_sync(
+        self, verb: str, body: dict[str, Any] | None, raw: bytes
+    ) -> tuple[int, bytes]:
+        """In a worker thread: parse (if not yet), call and encode; map failures to statuses."""
         try:
-            body = self._parse(raw)
-            if self.batcher is not None and verb == "predict":
-                with self.batcher.arrival():
-                    result = model.predict(body)
-            else:
-                result = getattr(model, verb)(body)
-            return 200, orjson.dumps(result, option=DUMP_OPTIONS)
-        except ApiError as exc:
-            return exc.status, error_body(exc.message)
-        except RecursionError:
-            return 400, error_body(TOO_DEEP)
-        except Exception as exc:  # a real fault inside the runtime: log it, answer 500
-            log.exception("%s failed", verb)
-            return 500, error_body(f"internal error in the {model.runtime} runtime: {exc}")
+            announce = self.batcher is not None and verb == "predict" and body is None
+            if announce:
+                with self.batcher.arrival():  # type: ignore[union-attr]
+                    return 200, orjson.dumps(
+                        self.served.model.predict(self._parse(raw)),  # type: ignore[union-attr]
+                        option=DUMP_OPTIONS,
+                    )
+            if body is None:
+                body = self._parse(raw)
+                return 200, orjson.dumps(
+                    getattr(self.served.model, verb)(body), option=DUMP_OPTIONS
+                )
+            return self._answer(verb, body, (verb, body.get("signature_name")))
+        except Exception as exc:
+            return self._failure(exc, verb)

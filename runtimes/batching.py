@@ -1,15 +1,22 @@
 """Adaptive batching: concurrent row-format requests merged into one model call.
 
-Request threads hand their already parsed inputs to :meth:`Batcher.run` and block; one batching
-thread takes what is queued, concatenates compatible requests along dimension 0 (same
-signature, input names, dtypes and trailing shapes), calls the model once and hands each caller
-exactly its own rows back.
+Requests hand their already parsed inputs to the batcher: from the event loop with
+:meth:`Batcher.submit` (a callback gets the answer), or from a worker thread with
+:meth:`Batcher.run` (blocks). One batching thread takes what is queued, concatenates
+compatible requests along dimension 0 (same signature, input names, dtypes and trailing
+shapes), calls the model once and hands each caller exactly its own rows back.
 
-The policy is adaptive rather than a fixed timer: the batch closes as soon as it holds
-``max_batch`` rows, or no other request is on its way (every request the server has accepted
-for the model is already queued), or ``max_wait`` has passed since its first request arrived.
-So a lone request at concurrency 1 runs at once and pays no waiting, while under load requests
-that arrive while the model is busy accumulate into the next batch.
+The policy is adaptive rather than a fixed timer:
+
+- **Nothing else queued, nothing running: dispatch at once.** Requests the loop parsed in one
+  turn are handed over together at the end of that turn. A lone request whose model call is
+  known to be short (its running mean is under ``inline_max_s``) runs right there on the event
+  loop: no thread hop, so batching adds nothing at one connection. Otherwise it goes to the
+  batching thread, which runs it without waiting.
+- **Under load, batches form by themselves**: requests that arrive while the model is busy
+  queue up and the next call takes them all (up to ``max_batch`` rows). A batch closes as soon
+  as it holds ``max_batch`` rows or no other request is on its way (every request announced
+  with :meth:`arrival` is queued), at the latest ``max_wait`` after its first request.
 
 If a merged call fails, the batch is split in halves and each half retried, so a request the
 model rejects ends up alone (in about 2·log2(n) extra calls) and the others still get their
@@ -29,6 +36,12 @@ from typing import Any
 import numpy as np
 
 RunFn = Callable[[str, dict[str, np.ndarray]], dict[str, np.ndarray]]
+DoneFn = Callable[[dict[str, np.ndarray] | None, BaseException | None], None]
+# Requests of at most this many rows may run inline on the event loop (when the model is idle
+# and its calls of that kind are short); larger ones always go to the batching thread.
+INLINE_ROWS = 4
+EWMA = 0.2  # weight of the newest call in the running mean of a call's duration
+EXPECT_WAIT_S = 0.002  # longest wait for the requests the last batch suggests will come
 
 
 @dataclass(eq=False)  # identity: the queue removes exactly this item, never compares arrays
@@ -41,21 +54,16 @@ class _Item:
     done: threading.Event = field(default_factory=threading.Event)
     outputs: dict[str, np.ndarray] | None = None
     error: BaseException | None = None
-    future: asyncio.Future | None = None  # set for callers on the event loop
+    callback: DoneFn | None = None  # set for callers on the event loop
+    loop: asyncio.AbstractEventLoop | None = None
 
-    def finish(self) -> None:
+    def finish(self, on_loop: bool = False) -> None:
         self.done.set()
-        if self.future is not None:
-            self.future.get_loop().call_soon_threadsafe(_resolve, self.future, self)
-
-
-def _resolve(future: asyncio.Future, item: _Item) -> None:
-    if future.done():  # the caller went away
-        return
-    if item.error is not None:
-        future.set_exception(item.error)
-    else:
-        future.set_result(item.outputs)
+        if self.callback is not None:
+            if on_loop:
+                self.callback(self.outputs, self.error)
+            else:
+                self.loop.call_soon_threadsafe(self.callback, self.outputs, self.error)  # type: ignore[union-attr]
 
 
 def batch_key(signature: str, feeds: dict[str, np.ndarray]) -> tuple[Any, ...]:
@@ -76,12 +84,19 @@ class Batcher:
         max_batch: int,
         max_wait_s: float,
         observe: Callable[[int], None] | None = None,
+        inline_max_s: float = 0.0,
     ) -> None:
         if max_batch < 2:
             raise ValueError("a batcher needs max_batch >= 2")
         self._run = run
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
+        self.inline_max_s = inline_max_s
+        self._cost: dict[tuple[Any, ...], float] = {}  # batch key -> mean seconds of a call
+        self._pending: list[_Item] = []  # submitted in this loop turn (loop thread only)
+        self._flush_scheduled = False
+        self._running = False  # the batching thread is running a batch
+        self._last_rows = 0  # rows of the last batch taken
         self._observe = observe or (lambda rows: None)
         self._cond = threading.Condition()
         self._queue: list[_Item] = []
@@ -109,15 +124,46 @@ class Batcher:
                     self._arriving -= 1
                     self._cond.notify()
 
-    def submit(self, signature: str, feeds: dict[str, np.ndarray]) -> asyncio.Future:
-        """From the event loop: queue one request's inputs; the future gets its own rows.
-
-        Parsing on the loop and resolving through the loop avoids two thread hops per request
-        and keeps the threads fighting for the GIL down to two (loop and batcher)."""
+    def submit(self, signature: str, feeds: dict[str, np.ndarray], done: DoneFn) -> None:
+        """From the event loop: queue one request's inputs; ``done(outputs, error)`` is called
+        on the loop with its own rows. Parsing on the loop and answering from it keeps the
+        threads fighting for the GIL down to two (loop and batcher)."""
         item = self._item(signature, feeds)
-        item.future = asyncio.get_running_loop().create_future()
-        self._enqueue(item)
-        return item.future
+        item.callback = done
+        item.loop = asyncio.get_running_loop()
+        self._pending.append(item)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            item.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """End of a loop turn: run a lone request inline, or hand everything to the thread."""
+        pending, self._pending = self._pending, []
+        self._flush_scheduled = False
+        if len(pending) == 1 and self._inline_ok(pending[0]):
+            with self._cond:
+                idle = not self._running and not self._queue and self._arriving <= 0
+            if idle:
+                self._run_alone(pending[0], on_loop=True)
+                return
+        with self._cond:
+            if self._stopped:
+                error = RuntimeError("the batcher is stopped")
+                for item in pending:
+                    item.error = error
+                    item.finish(on_loop=True)
+                return
+            self._queue.extend(pending)
+            self._cond.notify()
+
+    def _inline_ok(self, item: _Item) -> bool:
+        cost = self._cost.get(item.key)
+        return item.rows <= INLINE_ROWS and cost is not None and cost <= self.inline_max_s
+
+    def idle(self) -> bool:
+        """Nothing queued or running: another model call would not delay a batch."""
+        with self._cond:
+            return not (self._running or self._queue or self._pending or self._arriving > 0)
 
     def run(self, signature: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """From a worker thread: queue one request's inputs, wait for its batch, return its
@@ -161,16 +207,28 @@ class Batcher:
                 self._cond.wait()
             first = self._queue[0]
             deadline = first.arrived + self.max_wait_s
+            # Under steady load about as many requests come back as the last batch answered:
+            # wait a little for them rather than run a fraction of them now and the rest
+            # after a whole model call. Measured from now: they were answered just now.
+            expect_until = time.monotonic() + min(self.max_wait_s, EXPECT_WAIT_S)
             while True:
                 batch, rows = self._compatible(first)
-                if rows >= self.max_batch or self._arriving <= 0:
+                if rows >= self.max_batch:
                     break
-                remaining = deadline - time.monotonic()
+                if self._arriving > 0:  # announced requests still being parsed
+                    until = deadline
+                elif rows < self._last_rows:
+                    until = expect_until
+                else:
+                    break
+                remaining = until - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
             for item in batch:
                 self._queue.remove(item)
+            self._last_rows = rows
+            self._running = True
             return batch
 
     def _compatible(self, first: _Item) -> tuple[list[_Item], int]:
@@ -187,9 +245,14 @@ class Batcher:
                 self._execute(batch)
             except BaseException as exc:  # never leave a caller waiting on a dead thread
                 for item in batch:
-                    if not item.done.is_set():
+                    if item.outputs is None and item.error is None:
                         item.error = exc
-                        item.finish()
+            # Idle before the answers go out: a caller answered now and asking again at once
+            # finds the model idle (and may run inline), not still busy with its own batch.
+            with self._cond:
+                self._running = False
+            for item in batch:
+                item.finish()
 
     def _execute(self, batch: list[_Item]) -> None:
         """Run the batch as one call; if that fails, split it in halves and retry each, so a
@@ -216,12 +279,17 @@ class Batcher:
         for item in batch:
             item.outputs = {name: arr[offset : offset + item.rows] for name, arr in outputs.items()}
             offset += item.rows
-            item.finish()
 
-    def _run_alone(self, item: _Item) -> None:
+    def _run_alone(self, item: _Item, on_loop: bool = False) -> None:
         try:
             self._observe(item.rows)
+            started = time.perf_counter()
             item.outputs = self._run(item.signature, item.feeds)
+            if item.rows <= INLINE_ROWS:  # the running mean that decides on inline calls
+                took = time.perf_counter() - started
+                old = self._cost.get(item.key)
+                self._cost[item.key] = took if old is None else old + EWMA * (took - old)
         except BaseException as exc:  # handed to the request's own caller, which raises it
             item.error = exc
-        item.finish()
+        if on_loop:  # on the batching thread, _loop answers the whole batch at the end
+            item.finish(on_loop=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from time import perf_counter
+from typing import Any
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -64,10 +67,18 @@ class Metrics:
             "ems_runtime_model_available", "1 once the model is warm", registry=self.registry
         )
 
-    def observe(self, model: str, version: str, method: str, status: int, seconds: float) -> None:
-        key = (model, version, method, str(status))
-        self.requests.labels(*key).inc()
-        self.latency.labels(*key).observe(seconds)
+        self._children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, model: str, version: str, method: str, status: int, start: float) -> None:
+        """Count one answer that took from ``start`` (``perf_counter()``) until now."""
+        key = (model, version, method, status)
+        children = self._children.get(key)
+        if children is None:  # labels() looks up a dict under a lock: once per label set
+            labels = (model, version, method, str(status))
+            children = (self.requests.labels(*labels), self.latency.labels(*labels))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(perf_counter() - start)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -17,13 +17,12 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from aiohttp import web
-
 from runtimes import RUNTIMES
-from runtimes.app import RuntimeApp, ServedModel
+from runtimes.app import DEFAULT_INLINE_MS, RuntimeApp, ServedModel
 from runtimes.batching import Batcher
 from runtimes.cpus import available_cpus
 from runtimes.errors import ModelLoadError
+from runtimes.http import KEEPALIVE_SECONDS, HttpConn
 from runtimes.loaders import load_model
 from runtimes.versions import resolve_version
 
@@ -63,6 +62,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="longest a batch waits for more requests while others are arriving "
         f"(default {DEFAULT_MAX_WAIT_MS} ms)",
     )
+    parser.add_argument(
+        "--inline-max-ms",
+        type=float,
+        default=DEFAULT_INLINE_MS,
+        help="a request whose kind of model call takes under this on average (running mean) "
+        "runs on the event loop when no other request is being answered, saving two thread "
+        f"hops (0: never; default {DEFAULT_INLINE_MS} ms)",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -86,6 +93,7 @@ def load(
             max_batch=args.max_batch_size,
             max_wait_s=args.max_batch_wait_ms / 1000,
             observe=rt.metrics.batch_size.observe,
+            inline_max_s=args.inline_max_ms / 1000,
         )
         model.batcher = rt.batcher  # type: ignore[attr-defined]
     served.model = model
@@ -108,11 +116,13 @@ async def serve(args: argparse.Namespace) -> int:
     batching = args.runtime in BATCHING_RUNTIMES and args.max_batch_size > 1
     workers = threads + args.max_batch_size if batching else threads
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="model")
-    rt = RuntimeApp(served, pool)
-    runner = web.AppRunner(rt.build(), access_log=None, shutdown_timeout=DRAIN_SECONDS)
-    await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port, reuse_address=True)
-    await site.start()
+    rt = RuntimeApp(served, pool, inline_max_s=args.inline_max_ms / 1000)
+    loop = asyncio.get_running_loop()
+    rt.loop = loop
+    listener = await loop.create_server(
+        lambda: HttpConn(rt), args.host, args.port, reuse_address=True, backlog=1024
+    )
+    reaper = loop.create_task(close_idle(rt))
     log.info(
         "%s runtime listening on http://%s:%d, model %s version %s from %s, %d threads",
         args.runtime,
@@ -123,7 +133,6 @@ async def serve(args: argparse.Namespace) -> int:
         version.path,
         threads,
     )
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -144,7 +153,8 @@ async def serve(args: argparse.Namespace) -> int:
     else:
         await stopping
         log.info("SIGTERM: no new connections, finishing in-flight requests")
-    await runner.cleanup()  # closes the listener, then waits for running handlers
+    await drain(rt, listener)
+    reaper.cancel()
     pool.shutdown(wait=True, cancel_futures=True)
     if rt.batcher is not None:
         rt.batcher.stop()
@@ -152,6 +162,41 @@ async def serve(args: argparse.Namespace) -> int:
         served.model.close()
     log.info("stopped")
     return code
+
+
+async def close_idle(rt: RuntimeApp) -> None:
+    """Close keep-alive connections idle for longer than KEEPALIVE_SECONDS."""
+    while True:
+        await asyncio.sleep(5.0)
+        since = time.monotonic() - KEEPALIVE_SECONDS
+        for conn in list(rt.connections):
+            conn.close_if_idle(since)
+
+
+async def drain(rt: RuntimeApp, listener: asyncio.base_events.Server) -> None:
+    """Stop listening, close idle connections, let requests in flight finish (answered with
+    ``connection: close``), up to DRAIN_SECONDS."""
+    rt.draining = True
+    listener.close()
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while True:
+        for conn in list(rt.connections):
+            conn.close_if_idle(float("inf"))
+        if (rt.busy <= 0 and not rt.connections) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.01)
+    for conn in list(rt.connections):  # past the deadline: whatever is left
+        if conn.transport is not None:
+            conn.transport.close()
+
+
+def run_loop(coro: object) -> int:
+    """uvloop where installed (every runtime image has it), else asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    return uvloop.run(coro)  # type: ignore[arg-type]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return asyncio.run(serve(args))
+        return run_loop(serve(args))
     except ModelLoadError as exc:
         log.error("cannot serve model %s: %s", args.model_name, exc)
         return 1

@@ -109,10 +109,8 @@ class PmmlModel(RecordModel):
             if "categorical" in target_optypes or ("ordinal" in target_optypes)
             else "regression"
         )
-        # Data fields that are not active (not in the MiningSchema) are accepted and ignored;
-        # any other name is an error, listing the fields the model takes.
+        self.active_set = set(self.active)
         self.data_fields, self.probabilities = scan_pmml(self.file)
-        self.known = set(self.active) | self.data_fields
         outputs = [_spec(f) for f in self.evaluator.getTargetFields()]
         outputs += [_spec(f) for f in self.evaluator.getOutputFields()]
         self.signatures = {
@@ -128,13 +126,20 @@ class PmmlModel(RecordModel):
 
     def _arguments(self, index: int, record: Any) -> dict[str, Any]:
         if isinstance(record, dict):
-            unknown = set(record) - self.known
-            if unknown:
+            # As JPMML-Evaluator and Openscoring do: a record may carry fields the model does
+            # not use (DataFields outside the MiningSchema, or columns a converter pruned, like
+            # sepal_width of an sklearn2pmml tree); they are ignored. Every active field must be
+            # there (null is a missing value the model's own treatment handles).
+            missing = [name for name in self.active if name not in record]
+            if missing:
+                ignored = sorted(set(record) - self.active_set)
+                hint = f"; ignored field(s) the model does not use: {', '.join(ignored)}"
                 raise BadRequest(
-                    f"instance {index} has unknown field(s) {', '.join(sorted(unknown))}; "
+                    f"instance {index} is missing active field(s) {', '.join(missing)}; "
                     f"the model's active fields are {', '.join(self.active)}"
+                    + (hint if ignored else "")
                 )
-            args = {k: v for k, v in record.items() if k in self.active}
+            args = {name: record[name] for name in self.active}
         elif isinstance(record, list):
             if len(record) != len(self.active):
                 raise BadRequest(

@@ -3,6 +3,7 @@ its own rows, a request the model rejects fails alone, a lone request does not w
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import threading
@@ -12,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from runtimes.batching import Batcher, batch_key
+from runtimes.batching import INLINE_ROWS, Batcher, batch_key
 from runtimes.examples.flower import CLASSES
 from runtimes.testing import RunningServer
 
@@ -185,3 +186,104 @@ def test_batching_off_calls_the_model_once_per_request(examples_dir):
         metrics = srv.request("GET", "/metrics")[1]
     assert all(status == 200 for status, _ in answers)
     assert _batch_histogram(metrics).get("+Inf", 0.0) == 0.0  # the batcher never ran
+
+
+def _submit(loop, batcher, value, rows=1):
+    future = loop.create_future()
+    batcher.submit(
+        "s",
+        {"x": np.full((rows, 2), float(value))},
+        lambda outputs, error: future.set_exception(error) if error else future.set_result(outputs),
+    )
+    return future
+
+
+def test_a_lone_request_from_the_loop_runs_inline_once_its_calls_are_known_short():
+    """Dispatch at once, without a thread hop: the first call of its kind runs on the batching
+    thread (and is timed); later lone ones run on the event loop itself."""
+    threads: list[int] = []
+
+    def run(signature, feeds):
+        threads.append(threading.get_ident())
+        return {"y": feeds["x"] * 2}
+
+    batcher = Batcher(run, max_batch=32, max_wait_s=60.0, inline_max_s=60.0)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        results = [(await _submit(loop, batcher, i))["y"][0, 0] for i in range(3)]
+        big = (await _submit(loop, batcher, 7, rows=INLINE_ROWS + 1))["y"]
+        return threading.get_ident(), results, big
+
+    try:
+        loop_thread, results, big = asyncio.run(main())
+    finally:
+        batcher.stop()
+    assert results == [0.0, 2.0, 4.0] and big.shape == (INLINE_ROWS + 1, 2)
+    assert threads[0] != loop_thread  # unknown cost: the batching thread
+    assert threads[1:3] == [loop_thread, loop_thread]  # known short: inline
+    assert threads[3] != loop_thread  # more rows than an inline call takes
+
+
+def test_requests_arriving_while_the_model_runs_form_the_next_batch():
+    """No timer: what queued behind a running call is merged into the next one."""
+    calls: list[int] = []
+    gate = threading.Event()
+
+    def run(signature, feeds):
+        calls.append(feeds["x"].shape[0])
+        if len(calls) == 1:
+            assert gate.wait(60)
+        return {"y": feeds["x"] * 2}
+
+    batcher = Batcher(run, max_batch=32, max_wait_s=0.0)  # inline off
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        first = _submit(loop, batcher, 0)
+        while not calls:  # the first one is running on the batching thread
+            await asyncio.sleep(0.001)
+        rest = [_submit(loop, batcher, i) for i in range(1, 11)]
+        await asyncio.sleep(0.05)  # their flush runs on the next loop turn, long before this
+        gate.set()
+        return [(await f)["y"][0, 0] for f in (first, *rest)]
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        batcher.stop()
+    assert calls == [1, 10]
+    assert results == [2.0 * i for i in range(11)]
+
+
+@pytest.mark.integration
+def test_jpeg_classifier_batched_answers_equal_unbatched_ones(tmp_path):
+    """String ({"b64": …}) inputs batch like any other: 32 concurrent requests of different
+    pictures through the batcher get exactly the answers each gets alone."""
+    from runtimes.examples.jpeg_classifier import write_jpeg_classifier
+
+    write_jpeg_classifier(tmp_path)
+    root = tmp_path / "jpeg"
+    pictures = [(root / f"sample_{c}.jpg").read_bytes() for c in CLASSES]
+    bodies = [
+        {"instances": [{"b64": base64.b64encode(pictures[i % len(CLASSES)]).decode()}]}
+        for i in range(32)
+    ]
+    with RunningServer("tfserving", root, threads=2, extra_args=["--max-batch-size", "0"]) as srv:
+        alone = [srv.request("POST", "/v1/models/m:predict", b) for b in bodies[:5]]
+    args = ["--max-batch-size", "32", "--max-batch-wait-ms", "1000"]
+    with RunningServer("tfserving", root, threads=2, extra_args=args) as srv:
+        with ThreadPoolExecutor(32) as pool:
+            answers = list(
+                pool.map(lambda b: srv.request("POST", "/v1/models/m:predict", b), bodies)
+            )
+        metrics = srv.request("GET", "/metrics")[1]
+    assert all(a["predictions"][0]["classes"] in CLASSES for _, a in alone)
+    for i, (status, body) in enumerate(answers):
+        assert status == 200, body
+        want = alone[i % len(CLASSES)][1]["predictions"][0]
+        got = body["predictions"][0]
+        assert got["classes"] == want["classes"]
+        np.testing.assert_allclose(got["probabilities"], want["probabilities"], atol=1e-5)
+    histogram = _batch_histogram(metrics)
+    assert histogram["1.0"] < histogram["+Inf"]  # at least one call held several requests

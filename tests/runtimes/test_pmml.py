@@ -42,10 +42,11 @@ def test_positional_rows_follow_the_active_fields(testdata):
 @pytest.mark.parametrize(
     "instance,fragment",
     [
-        ({"x1": 1.0, "nope": 2.0}, "unknown field"),
+        ({"x1": 1.0, "nope": 2.0}, "missing active field.s. x2, x3, x4;.*ignored.*nope"),
+        ({"x2": 1.0, "x3": 1.0, "x4": 1.0}, "missing active field.s. x1;"),
         ([1.0, 2.0], "4 active fields"),
-        ({"x1": "abc"}, "invalid value"),
-        ({"x1": [1.0]}, "scalar"),
+        ({"x1": "abc", "x2": 1.0, "x3": 1.0, "x4": 1.0}, "invalid value"),
+        ({"x1": [1.0], "x2": 1.0, "x3": 1.0, "x4": 1.0}, "scalar"),
         ("x", "object of fields"),
     ],
 )
@@ -53,6 +54,48 @@ def test_bad_rows(testdata, instance, fragment):
     model = PmmlModel(lr_dir(testdata), 1)
     with pytest.raises(BadRequest, match=fragment):
         model.predict({"instances": [instance]})
+
+
+def test_fields_the_model_does_not_use_are_ignored(testdata):
+    """Extra names (client columns, ids) do not change the answer; a missing active field is
+    still a 400 naming it. The shared sample LR file, as Angel Serving ships it."""
+    model = PmmlModel(lr_dir(testdata), 1)
+    row = {"x1": 6.0, "x2": 2.2, "x3": 4.0, "x4": 1.0}
+    plain = model.predict({"instances": [row]})
+    extra = model.predict({"instances": [{**row, "id": "abc-1", "y": 1, "note": None}]})
+    assert extra == plain
+    columns = model.predict({"inputs": {**{k: [v] for k, v in row.items()}, "id": ["a"]}})
+    assert columns["outputs"]["y"] == [plain["predictions"][0]["y"]]
+    with pytest.raises(BadRequest, match=r"missing active field\(s\) x3;"):
+        model.predict({"instances": [{"x1": 6.0, "x2": 2.2, "x4": 1.0, "id": 7}]})
+
+
+@pytest.mark.integration
+def test_sklearn2pmml_tree_takes_the_full_iris_row_over_http(tmp_path):
+    """The issue's case: a tree that does not use every column answers the full row; the
+    same row without an active field is a clear 400."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    from runtimes.examples.pmml_example import IRIS_FIELDS, export_pmml, iris
+
+    x, y = iris()
+    tree = DecisionTreeClassifier(max_depth=2, random_state=0)
+    pipeline = export_pmml(tree, x, y, tmp_path / "1" / "tree.pmml")
+    unused = [f for f in IRIS_FIELDS if f not in PmmlModel(tmp_path / "1", 1).active]
+    assert unused, "the depth-2 tree should leave at least one iris column unused"
+    rows = x.iloc[::10].to_dict(orient="records")
+    with RunningServer("pmml", tmp_path) as srv:
+        status, body = srv.request("POST", "/v1/models/m:predict", {"instances": rows})
+        assert status == 200, body
+        got = [p["species"] for p in body["predictions"]]
+        assert got == list(pipeline.predict(x.iloc[::10]))
+        status, body = srv.request("POST", "/v1/models/m:classify", {"examples": rows[:2]})
+        assert status == 200, body
+        used = next(f for f in IRIS_FIELDS if f not in unused)
+        partial = {k: v for k, v in rows[0].items() if k != used}
+        status, body = srv.request("POST", "/v1/models/m:predict", {"instances": [partial]})
+        assert status == 400
+        assert f"missing active field(s) {used}" in body["error"], body
 
 
 def test_not_a_pmml_folder(tmp_path):
@@ -85,8 +128,9 @@ def test_sklearn2pmml_classifiers_answer_like_scikit_learn(kind, tmp_path):
     pipeline = export_pmml(_iris_models()[kind], x, y, tmp_path / "1" / "model.pmml")
     model = PmmlModel(tmp_path / "1", 1)
     sample = x.iloc[::7]
-    # Converters prune unused fields (a tree may not need sepal_width): send the active ones.
-    rows = sample[model.active].to_dict(orient="records")
+    # Full iris rows, as clients send them: a converter may prune fields the model does not
+    # use (the tree has no sepal_width at all); those are ignored, as JPMML-Evaluator does.
+    rows = sample.to_dict(orient="records")
     preds = model.predict({"instances": rows})["predictions"]
     classes = list(pipeline.classes_)
     want_labels = pipeline.predict(sample)
@@ -136,6 +180,6 @@ def test_pmml_example_over_http(examples_dir):
         sig = body["metadata"]["signature_def"]["signature_def"]["serving_default"]
         assert sig["outputs"]["species"]["dtype"] == "DT_STRING"
         status, body = srv.request("POST", "/v1/models/m:predict", {"instances": [{"bad": 1}]})
-        assert status == 400 and "unknown field" in body["error"]
+        assert status == 400 and "missing active field(s) sepal_length" in body["error"]
         status, body = srv.request("POST", "/v1/models/m:regress", {"examples": [row]})
         assert status == 400
