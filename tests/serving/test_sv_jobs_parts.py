@@ -37,7 +37,7 @@ def test_lines_across_chunks_crlf_and_a_last_line_without_newline(monkeypatch):
     assert jobio.count_lines(Chunks(data)) == 4
     assert jobio.count_lines(Chunks(b"x\ny\n")) == 2
     assert jobio.count_lines(Chunks(b"")) == 0
-    assert jobio.parse_line(b'{"a": 1}', 1) == ({"a": 1}, None)
+    assert jobio.parse_line(b' {"a": 1} ', 1) == (b'{"a": 1}', None)
     assert jobio.parse_line(b"  ", 2)[1] == "line 2 is empty"
     assert jobio.parse_line(b"not json", 3)[1].startswith("line 3 is not JSON")
 
