@@ -248,12 +248,12 @@ under a millisecond of model work, so both paths are bound by JSON and HTTP in P
 same 2 cores, and the job does per-line work the baseline client skips: it parses every input
 line to check it (a bad line must become its own error line), decodes every answer and writes
 each prediction as its own output line, writes part objects and assembles them — measured per
-component (20,000 lines): reading and checking lines ≈ 1.0 s of CPU, assembly ≈ 0.5 s, output
-lines ≈ 0.35 s, row claims and commits ≈ 0.4 s, all competing with the runtime for the same
-cores. What would close it: ranged reads of `.jsonl` parts (planning records byte offsets), a
-part reading its next lines while its batches are in flight, and splitting answers without
-re-encoding them. On a model whose batches cost milliseconds, these per-line costs shrink
-relative to the model's.
+component in one run under load (20,000 lines): reading and checking lines ≈ 1.0 s of CPU,
+assembly ≈ 0.5 s, output lines ≈ 0.35 s, row claims and commits ≈ 0.4 s, all competing with the
+runtime for the same cores. What would close it: ranged reads of `.jsonl` parts (planning
+records byte offsets), a part reading its next lines while its batches are in flight, and
+splitting answers without re-encoding them. On a model whose batches cost milliseconds, these
+per-line costs shrink relative to the model's.
 """
     write_section("Batch job throughput", body)
     print(table)
