@@ -88,14 +88,16 @@ def usage_lines(tenant_id, month: date) -> list[dict]:
     )
     sums = [row for row in sums if row["seconds"] or row["amount"]]
     names = dict(
-        (pk, (sid, name))
-        for pk, sid, name in Service.objects.filter(pk__in=[r["service_id"] for r in sums])
-        .values_list("pk", "service_id", "name")
+        (pk, (sid, name, kind))
+        for pk, sid, name, kind in Service.objects.filter(pk__in=[r["service_id"] for r in sums])
+        .values_list("pk", "service_id", "name", "kind")
         .iterator()
     )
     lines = []
     for row in sums:
-        service_id, name = names[row["service_id"]]
+        service_id, name, kind = names[row["service_id"]]
+        if kind == Service.BATCH:  # a batch job's instances: the bill names the job
+            name = f"job {name}"
         lines.append(
             {
                 "kind": BillLine.USAGE,

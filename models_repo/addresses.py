@@ -36,7 +36,8 @@ class AddressError(ValueError):
 
 @dataclass(frozen=True)
 class ModelAddress:
-    """A folder in a bucket. ``key`` is the key prefix, always ending in ``/``."""
+    """A folder in a bucket. ``key`` is the key prefix, always ending in ``/`` (or, parsed with
+    ``folder=False``, one object's key)."""
 
     scheme: str
     bucket: str
@@ -54,9 +55,10 @@ class ModelAddress:
         return self.bucket[: -len(app_id) - 1] if app_id else self.bucket
 
     def __str__(self) -> str:
+        folder = self.key.endswith("/")
         if self.scheme == "cos":
-            return build_cos_address(self.bucket, self.key, region=self.region or "")
-        return build_s3_address(self.bucket, self.key)
+            return build_cos_address(self.bucket, self.key, region=self.region or "", folder=folder)
+        return build_s3_address(self.bucket, self.key, folder=folder)
 
 
 def bucket_app_id(bucket: str) -> str | None:
@@ -136,8 +138,9 @@ def _split(text: str, scheme: str) -> tuple[str, str]:
     return host, unquote(path)
 
 
-def parse_address(text: str) -> ModelAddress:
-    """Parse a typed address; raises ``AddressError`` naming the malformed part."""
+def parse_address(text: str, *, folder: bool = True) -> ModelAddress:
+    """Parse a typed address; raises ``AddressError`` naming the malformed part. With
+    ``folder=False`` the address may also name a file (a batch job's input)."""
     text = (text or "").strip()
     if not text:
         raise AddressError("scheme", "The address is empty.")
@@ -161,7 +164,7 @@ def parse_address(text: str) -> ModelAddress:
     host = host.lower()
     if scheme == "s3":
         check_bucket_name(host)
-        return ModelAddress("s3", host, normalize_key(path))
+        return ModelAddress("s3", host, normalize_key(path, folder=folder))
     if not host.endswith(COS_HOST_SUFFIX):
         raise AddressError(
             "host",
@@ -177,7 +180,7 @@ def parse_address(text: str) -> ModelAddress:
     bucket, _, region = parts
     check_bucket_name(bucket)
     check_region(region)
-    return ModelAddress("cos", bucket, normalize_key(path), region)
+    return ModelAddress("cos", bucket, normalize_key(path, folder=folder), region)
 
 
 def check_address(address: ModelAddress, *, app_id: str, region: str | None) -> None:
@@ -195,12 +198,12 @@ def check_address(address: ModelAddress, *, app_id: str, region: str | None) -> 
         )
 
 
-def build_cos_address(bucket: str, key: str, *, region: str) -> str:
+def build_cos_address(bucket: str, key: str, *, region: str, folder: bool = True) -> str:
     check_bucket_name(bucket)
     check_region(region)
-    return f"cos://{bucket}.cos.{region}{COS_HOST_SUFFIX}/{normalize_key(key)}"
+    return f"cos://{bucket}.cos.{region}{COS_HOST_SUFFIX}/{normalize_key(key, folder=folder)}"
 
 
-def build_s3_address(bucket: str, key: str) -> str:
+def build_s3_address(bucket: str, key: str, *, folder: bool = True) -> str:
     check_bucket_name(bucket)
-    return f"s3://{bucket}/{normalize_key(key)}"
+    return f"s3://{bucket}/{normalize_key(key, folder=folder)}"

@@ -162,6 +162,7 @@ def _why(numbers: dict, policy: Policy) -> str:
 def candidates():
     return (
         Service.objects.live()
+        .online()
         .filter(scaling_mode=Service.AUTO, desired=Service.RUN, revision__isnull=False)
         .exclude(status__in=(Service.FAILED, Service.UPDATING, Service.STOPPING))
     )
@@ -266,6 +267,7 @@ def process_wakes(store=None) -> list[str]:
     for service_id, at in store.wake_requests().items():
         service = (
             Service.objects.live()
+            .online()
             .filter(service_id=service_id)
             .select_related("group", "revision", "tenant", "region")
             .first()

@@ -176,9 +176,19 @@ class ServiceQuerySet(TenantOwnedQuerySet):
     def live(self):
         return self.filter(deleted_at__isnull=True)
 
+    def online(self):
+        """Online services only (not the backing services of batch jobs)."""
+        return self.filter(kind=Service.ONLINE)
+
 
 class Service(TenantOwnedModel):
-    """An online inference service: a config version running on a resource group."""
+    """An online inference service: a config version running on a resource group. A row of
+    kind ``batch`` backs a batch job (``serving.jobs``): the same reconciler, backends, health
+    checks and meter run its instances, but it is not published to the gateway and no service
+    list, page, API or autoscaler shows it (``scope_q`` and the selectors keep to ``online``)."""
+
+    ONLINE, BATCH = "online", "batch"
+    KINDS = [(ONLINE, "online service"), (BATCH, "batch job")]
 
     WAITING, DEPLOYING, NORMAL, ABNORMAL = "Waiting", "Deploying", "Normal", "Abnormal"
     UPDATING, STOPPING, STOPPED, RESUMING, FAILED = (
@@ -211,6 +221,7 @@ class Service(TenantOwnedModel):
         max_length=16, unique=True, default=new_service_id, editable=False
     )
     name = models.CharField(max_length=40)
+    kind = models.CharField(max_length=6, choices=KINDS, default=ONLINE)
     region = models.ForeignKey("models_repo.Region", on_delete=models.PROTECT, related_name="+")
     group = models.ForeignKey(ResourceGroup, on_delete=models.PROTECT, related_name="services")
     config = models.ForeignKey(
@@ -251,7 +262,7 @@ class Service(TenantOwnedModel):
         constraints = [
             models.UniqueConstraint(
                 fields=["tenant", "name"],
-                condition=Q(deleted_at__isnull=True),
+                condition=Q(deleted_at__isnull=True, kind="online"),
                 name="service_name_per_tenant",
             ),
         ]
@@ -261,11 +272,15 @@ class Service(TenantOwnedModel):
 
     @classmethod
     def scope_q(cls, actor, queryset):
-        return queryset.filter(tenant_id=actor.tenant_id, deleted_at__isnull=True)
+        return queryset.filter(tenant_id=actor.tenant_id, deleted_at__isnull=True, kind=cls.ONLINE)
 
     @property
     def resource_ident(self) -> str:
         return self.service_id
+
+    @property
+    def is_batch(self) -> bool:
+        return self.kind == self.BATCH
 
     @property
     def resource_region(self) -> str:
@@ -407,5 +422,7 @@ class ServiceToken(TenantOwnedModel):
         return self.revoked_at is None and (self.not_after is None or self.not_after > now)
 
 
-# The metrics poller's time series and the autoscaler's memory live in their own module.
+# The metrics poller's time series and the autoscaler's memory live in their own module, the
+# batch jobs in theirs (their backing services are rows of kind "batch" above).
+from serving.jobs.models import Job, JobEvent, JobFile, JobPart  # noqa: E402, F401
 from serving.metrics.models import AutoscalerState, MetricPoint  # noqa: E402, F401

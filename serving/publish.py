@@ -62,8 +62,13 @@ def live_tokens(service) -> tuple[list[str], dict[str, float]]:
 
 
 def route_for(service, *, exclude: set[str] | frozenset = frozenset()) -> dict | None:
-    """The service's route record, or None when it has none (deleted)."""
-    if service.deleted_at is not None or service.desired == Service.DELETE:
+    """The service's route record, or None when it has none (deleted, or the backing service
+    of a batch job: its instances are reached by the job's runner, never through a gateway)."""
+    if (
+        service.deleted_at is not None
+        or service.desired == Service.DELETE
+        or service.kind == Service.BATCH
+    ):
         return None
     instances = []
     if service.desired == Service.RUN:

@@ -199,7 +199,7 @@ def service_deploy(
     scheduling.check_fits_group(group, triple)
     _check_version(actor, version)
     with transaction.atomic():
-        if Service.objects.live().filter(tenant=actor.tenant, name=name).exists():
+        if Service.objects.live().online().filter(tenant=actor.tenant, name=name).exists():
             raise ValidationError({"name": f"A service named {name} already exists."})
         for _ in range(SERVICE_ID_ATTEMPTS):
             try:
@@ -216,7 +216,7 @@ def service_deploy(
                     )
                 break
             except IntegrityError:  # an id collision (or a name race): try a new id
-                if Service.objects.live().filter(tenant=actor.tenant, name=name).exists():
+                if Service.objects.live().online().filter(tenant=actor.tenant, name=name).exists():
                     raise ValidationError(
                         {"name": f"A service named {name} already exists."}
                     ) from None
@@ -268,6 +268,12 @@ def service_stop_by_system(*, service: Service, reason: str) -> Service | None:
 
 
 def _stop(*, actor, service: Service, reason: str = "") -> Service:
+    if service.kind == Service.BATCH:  # a job's instances: the job fails with the reason
+        from serving.jobs.services import job_stop_by_system
+
+        if not job_stop_by_system(service=service, reason=reason or "stopped"):
+            raise ValidationError("The job has already ended.")
+        return service
     with transaction.atomic():
         if not Service.objects.filter(pk=service.pk, desired=Service.RUN).update(
             desired=Service.STOP,

@@ -73,3 +73,7 @@ def wake_services() -> list[str]:
     from serving import autoscaler
 
     return autoscaler.process_wakes()
+
+
+# The batch jobs' tasks live with them; imported here so the worker's autodiscovery finds them.
+from serving.jobs.tasks import job_dispatch, job_run_part, jobs_sweep  # noqa: E402, F401
