@@ -86,6 +86,8 @@ def _beat(log) -> None:
     for name, task, seconds in (
         ("serving: metrics and autoscaling", "serving.poll_metrics", settings.EMS_METRICS_INTERVAL),
         ("serving: wake sleeping services", "serving.wake_services", WAKE_EVERY_SECONDS),
+        # batch jobs: re-queue parts whose worker died, assemble, end (serving/jobs/runner.py)
+        ("serving: batch jobs sweep", "serving.jobs_sweep", settings.EMS_JOB_SWEEP_SECONDS),
     ):
         interval, _ = IntervalSchedule.objects.get_or_create(
             every=seconds, period=IntervalSchedule.SECONDS

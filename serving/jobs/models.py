@@ -136,8 +136,8 @@ class JobFile(models.Model):
 
     JSONL, JSON = "jsonl", "json"
     FORMATS = [(JSONL, "JSON Lines"), (JSON, "JSON array")]
-    PENDING, ASSEMBLED, CANCELLED = "pending", "assembled", "cancelled"
-    STATES = [(s, s) for s in (PENDING, ASSEMBLED, CANCELLED)]
+    PENDING, ASSEMBLING, ASSEMBLED, CANCELLED = "pending", "assembling", "assembled", "cancelled"
+    STATES = [(s, s) for s in (PENDING, ASSEMBLING, ASSEMBLED, CANCELLED)]
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="files")
     index = models.PositiveIntegerField()
@@ -146,6 +146,8 @@ class JobFile(models.Model):
     format = models.CharField(max_length=5, choices=FORMATS, default=JSONL)
     lines = models.PositiveIntegerField(default=0)
     state = models.CharField(max_length=10, choices=STATES, default=PENDING)
+    # assembling is claimed with a lease too: an assembler killed mid-way is taken over
+    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     assembled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -176,6 +178,9 @@ class JobPart(models.Model):
     status = models.CharField(max_length=10, choices=STATES, default=PENDING)
     lease_owner = models.CharField(max_length=40, blank=True, default="", editable=False)
     lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    queued_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Last sent to the broker."
+    )
     attempts = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -1,12 +1,95 @@
-"""The execution of batch jobs (not yet complete: see docs/batch-jobs.md)."""
+"""The execution of batch jobs (docs/batch-jobs.md).
+
+* ``dispatch(job)`` — plan once (count each input file's lines, write the parts), hand pending
+  parts to the broker, put parts whose lease expired back to pending, assemble files whose
+  parts are all done, end the job when every file is written. Run on create, by each part that
+  finishes, and by beat's ``sweep`` for every job not ended.
+* ``run_part(part)`` — claim the part with ``UPDATE … WHERE status='pending'`` (a lease),
+  predict its lines in batches spread over the job's running instances, write the part's
+  output object (rewritten whole on a retry), then ``UPDATE … WHERE status='running' AND
+  lease_owner=me`` to done and add its counts to the job in the same transaction: a part
+  counts once, whichever worker ran it and however often.
+* assembly — the parts of one file concatenated, in order, into its output object in one
+  streamed write (object stores have no append), claimed with a lease as well; then the part
+  objects are removed.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import secrets
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
-from serving.jobs.models import Job, JobPart
+from models_repo.addresses import parse_address
+from models_repo.storage import StorageError, TransientStorageError
+from serving import faults
+from serving.jobs import io
+from serving.jobs.models import Job, JobEvent, JobFile, JobPart
+from serving.models import Instance, Service
+
+log = logging.getLogger(__name__)
 
 WAITING, QUEUED, ENDED = "waiting", "queued", "ended"
+DONE, SKIPPED, LOST, RELEASED, CANCELLED = "done", "skipped", "lost", "released", "cancelled"
+ERROR_SAMPLE = 20
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.EMS_JOB_LEASE_SECONDS)
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()[:16]}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _pool_get() -> ThreadPoolExecutor:
+    """One pool per worker process: its threads keep their connections to the instances."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(settings.EMS_JOB_INFLIGHT, thread_name_prefix="job")
+        return _pool
+
+
+def _storage(job: Job):
+    from models_repo.services import tenant_storage
+
+    return tenant_storage(job.tenant)
+
+
+def _output(job: Job):
+    return parse_address(job.output_url)
+
+
+def _input_bucket(job: Job) -> str:
+    return parse_address(job.input_url, folder=False).bucket
+
+
+def part_key(job: Job, part: JobPart) -> str:
+    return f"{_output(job).key}.parts/{job.job_id}/{part.file.index:05d}/{part.index:06d}.jsonl"
+
+
+def _emit(job: Job, kind: str, message: str, level: str = JobEvent.INFO) -> None:
+    from serving.jobs.services import emit
+
+    emit(job, kind, message, level=level)
+
+
+def _end(job: Job, status: str, message: str, level: str = JobEvent.INFO) -> bool:
+    from serving.jobs.services import job_end
+
+    return job_end(job, status=status, message=message, level=level)
 
 
 def cancel_parts(job: Job) -> int:
@@ -15,13 +98,366 @@ def cancel_parts(job: Job) -> int:
     )
 
 
+def addresses(job: Job) -> list[str]:
+    return list(
+        Instance.objects.filter(
+            service_id=job.service_id, state=Instance.RUNNING, unhealthy_reason=""
+        )
+        .exclude(address="")
+        .order_by("created_at", "pk")
+        .values_list("address", flat=True)
+    )
+
+
+# --- planning -----------------------------------------------------------------------------------
+def plan(job: Job) -> bool:
+    """Count each input file's lines and write its parts (once). False when the job failed."""
+    if JobPart.objects.filter(job=job).exists() or job.total:
+        return True
+    storage, bucket = _storage(job), _input_bucket(job)
+    per_part = job.batch_size * settings.EMS_JOB_PART_BATCHES
+    counts = {}
+    try:
+        for file in job.files.all():
+            with storage.open(bucket, file.input_key) as stream:
+                if file.format == JobFile.JSON:
+                    counts[file.pk] = len(io.json_items(stream.read(), file.input_key))
+                else:
+                    counts[file.pk] = io.count_lines(stream)
+    except io.BadInputFile as exc:
+        _end(job, Job.FAILED, f"input: {exc}", level=JobEvent.ERROR)
+        return False
+    except TransientStorageError:
+        raise
+    except StorageError as exc:
+        _end(job, Job.FAILED, f"reading the input failed: {exc}", level=JobEvent.ERROR)
+        return False
+    with transaction.atomic():
+        if JobPart.objects.filter(job=job).exists():  # another dispatch planned meanwhile
+            return True
+        parts = []
+        for file in job.files.all():
+            lines = counts[file.pk]
+            JobFile.objects.filter(pk=file.pk).update(lines=lines)
+            for index, start in enumerate(range(0, lines, per_part)):
+                parts.append(
+                    JobPart(
+                        job=job,
+                        file=file,
+                        index=index,
+                        start=start,
+                        end=min(start + per_part, lines),
+                    )
+                )
+        JobPart.objects.bulk_create(parts)
+        total = sum(counts.values())
+        Job.objects.filter(pk=job.pk).update(total=total, updated_at=timezone.now())
+        _emit(job, "planned", f"{total} line(s) in {len(counts)} file(s), {len(parts)} part(s)")
+    return True
+
+
+# --- dispatch -----------------------------------------------------------------------------------
+def requeue_expired(job: Job) -> int:
+    """Parts whose lease ran out (their worker died or hung) go back to pending."""
+    now = timezone.now()
+    count = JobPart.objects.filter(job=job, status=JobPart.RUNNING, lease_until__lt=now).update(
+        status=JobPart.PENDING, lease_owner="", lease_until=None, queued_at=None
+    )
+    if count:
+        _emit(job, "requeued", f"{count} part(s) whose worker stopped answering were re-queued")
+    return count
+
+
+def queue_pending(job: Job) -> int:
+    """Send pending parts not sent within a lease period to the broker (a message lost with a
+    killed worker is sent again; a duplicate is harmless: the claim is conditional)."""
+    from serving.jobs.tasks import job_run_part
+
+    now = timezone.now()
+    stale = now - _lease()
+    sent = 0
+    candidates = JobPart.objects.filter(job=job, status=JobPart.PENDING).filter(
+        Q(queued_at__isnull=True) | Q(queued_at__lt=stale)
+    )
+    for pk in list(candidates.order_by("file__index", "index").values_list("pk", flat=True)):
+        took = JobPart.objects.filter(pk=pk, status=JobPart.PENDING).filter(
+            Q(queued_at__isnull=True) | Q(queued_at__lt=stale)
+        )
+        if took.update(queued_at=now):
+            job_run_part.delay(pk)
+            sent += 1
+    return sent
+
+
 def dispatch(job_pk: int) -> str:
-    raise NotImplementedError
-
-
-def run_part(part_pk: int) -> str:
-    raise NotImplementedError
+    job = Job.objects.select_related("tenant", "service").filter(pk=job_pk).first()
+    if job is None:
+        return ENDED
+    if job.is_ended:
+        finish_files(job)
+        return ENDED
+    service = job.service
+    if service is not None and service.status == Service.FAILED:
+        _end(
+            job,
+            Job.FAILED,
+            f"the job's instances could not run: {service.message or 'failed'}",
+            level=JobEvent.ERROR,
+        )
+        finish_files(job)
+        return ENDED
+    if not plan(job):
+        finish_files(job)
+        return ENDED
+    requeue_expired(job)
+    assemble_ready(job)
+    if maybe_finish(job):
+        return ENDED
+    if not addresses(job):
+        return WAITING
+    queue_pending(job)
+    return QUEUED
 
 
 def sweep() -> dict:
-    return {}
+    """Beat: dispatch every job that is not ended, and every ended one with files to settle."""
+    result = {}
+    active = Job.objects.filter(status__in=(Job.WAITING, Job.RUNNING)).values_list("pk", flat=True)
+    settle = (
+        JobFile.objects.filter(state__in=(JobFile.PENDING, JobFile.ASSEMBLING))
+        .filter(job__status__in=Job.ENDED)
+        .values_list("job_id", flat=True)
+    )
+    for pk in sorted(set(active) | set(settle)):
+        try:
+            result[pk] = dispatch(pk)
+        except Exception:
+            log.exception("dispatching job %s failed", pk)
+            result[pk] = "error"
+    return result
+
+
+# --- one part -----------------------------------------------------------------------------------
+def _renew(part_pk: int, owner: str) -> bool:
+    return bool(
+        JobPart.objects.filter(pk=part_pk, status=JobPart.RUNNING, lease_owner=owner).update(
+            lease_until=timezone.now() + _lease()
+        )
+    )
+
+
+def _release(part_pk: int, owner: str, status: str = JobPart.PENDING) -> None:
+    JobPart.objects.filter(pk=part_pk, status=JobPart.RUNNING, lease_owner=owner).update(
+        status=status, lease_owner="", lease_until=None, queued_at=None
+    )
+
+
+def claim(part_pk: int, owner: str) -> bool:
+    now = timezone.now()
+    return bool(
+        JobPart.objects.filter(
+            pk=part_pk, status=JobPart.PENDING, job__status__in=(Job.WAITING, Job.RUNNING)
+        ).update(
+            status=JobPart.RUNNING,
+            lease_owner=owner,
+            lease_until=now + _lease(),
+            attempts=F("attempts") + 1,
+        )
+    )
+
+
+def run_part(part_pk: int) -> str:
+    owner = _owner()
+    if not claim(part_pk, owner):
+        return SKIPPED
+    part = JobPart.objects.select_related("file", "job__tenant").get(pk=part_pk)
+    job = part.job
+    now = timezone.now()
+    if Job.objects.filter(pk=job.pk, status=Job.WAITING).update(
+        status=Job.RUNNING, started_at=now, updated_at=now
+    ):
+        _emit(job, "started", "the first part started")
+    try:
+        lines = _predict_part(job, part, owner)
+    except (io.Unavailable, TransientStorageError) as exc:
+        ended = Job.objects.filter(pk=job.pk, status__in=Job.ENDED).exists()
+        _release(part_pk, owner, JobPart.CANCELLED if ended else JobPart.PENDING)
+        log.warning("part %s of job %s released: %s", part_pk, job.job_id, exc)
+        return CANCELLED if ended else RELEASED
+    if lines is None:
+        return (
+            LOST
+            if not Job.objects.filter(pk=job.pk, status__in=Job.ENDED).exists()
+            else (CANCELLED)
+        )
+    body, errors = lines
+    storage = _storage(job)
+    storage.write(_output(job).bucket, part_key(job, part), _Bytes(body))
+    faults.point("job_part_written")  # tests: a worker killed after writing, before counting
+    if not complete(part, owner, errors):
+        return LOST
+    job.refresh_from_db()
+    if job.failed > job.max_failed:
+        _end(
+            job,
+            Job.FAILED,
+            f"{job.failed} line(s) failed, more than the job's threshold of {job.max_failed}",
+            level=JobEvent.ERROR,
+        )
+        finish_files(job)
+        return DONE
+    assemble(job, part.file)
+    maybe_finish(job)
+    return DONE
+
+
+def _predict_part(job: Job, part: JobPart, owner: str):
+    """The part's output bytes and its error sample, or None when the lease was lost or the
+    job ended meanwhile."""
+    storage = _storage(job)
+    rows = io.read_part(
+        storage, _input_bucket(job), part.file.input_key, part.file.format, part.start, part.end
+    )
+    predictor = io.Predictor(addresses(job), signature_name=job.signature_name, offset=part.index)
+    results: list = [None] * len(rows)
+    good = [i for i, (value, _) in enumerate(rows) if not io.is_bad(value)]
+    for i, (value, error) in enumerate(rows):
+        if io.is_bad(value):
+            results[i] = (None, error)
+    batches = [good[k : k + job.batch_size] for k in range(0, len(good), job.batch_size)]
+    pool = _pool_get()
+    futures = [pool.submit(predictor.predict, [rows[i][0] for i in batch]) for batch in batches]
+    try:
+        for batch, future in zip(batches, futures, strict=True):
+            answers = future.result()
+            for i, answer in zip(batch, answers, strict=True):
+                results[i] = answer
+            if not _renew(part.pk, owner):
+                return None
+    finally:
+        for future in futures:
+            future.cancel()
+    if Job.objects.filter(pk=job.pk, status__in=Job.ENDED).exists():
+        _release(part.pk, owner, JobPart.CANCELLED)
+        return None
+    body = b"".join(io.output_line(p, e) for p, e in results)
+    errors = [
+        {"file": part.file.input_key, "line": part.start + i + 1, "error": e}
+        for i, (_, e) in enumerate(results)
+        if e is not None
+    ]
+    return body, errors
+
+
+class _Bytes:
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self.data) if size is None or size < 0 else self.pos + size
+        chunk = self.data[self.pos : end]
+        self.pos += len(chunk)
+        return chunk
+
+
+def complete(part: JobPart, owner: str, errors: list[dict]) -> bool:
+    """Mark the part done and count its lines, once."""
+    now = timezone.now()
+    with transaction.atomic():
+        if not JobPart.objects.filter(pk=part.pk, status=JobPart.RUNNING, lease_owner=owner).update(
+            status=JobPart.DONE,
+            failed=len(errors),
+            finished_at=now,
+            lease_owner="",
+            lease_until=None,
+        ):
+            return False
+        Job.objects.filter(pk=part.job_id).update(
+            done=F("done") + part.lines, failed=F("failed") + len(errors), updated_at=now
+        )
+        if errors:
+            job = Job.objects.select_for_update().get(pk=part.job_id)
+            if len(job.errors) < ERROR_SAMPLE:
+                sample = (job.errors + errors)[:ERROR_SAMPLE]
+                Job.objects.filter(pk=job.pk).update(errors=sample)
+    return True
+
+
+# --- assembly and the end -----------------------------------------------------------------------
+def assemble_ready(job: Job) -> None:
+    for file in job.files.filter(state__in=(JobFile.PENDING, JobFile.ASSEMBLING)):
+        assemble(job, file)
+
+
+def _claim_assembly(file: JobFile) -> bool:
+    now = timezone.now()
+    return bool(
+        JobFile.objects.filter(pk=file.pk)
+        .filter(
+            Q(state=JobFile.PENDING)
+            | Q(state=JobFile.ASSEMBLING, lease_until__lt=now)
+            | Q(state=JobFile.ASSEMBLING, lease_until__isnull=True)
+        )
+        .update(state=JobFile.ASSEMBLING, lease_until=now + _lease())
+    )
+
+
+def assemble(job: Job, file: JobFile) -> bool:
+    """Write the file's output from its parts when all are done (once); True when written."""
+    if JobPart.objects.filter(file=file).exclude(
+        status=JobPart.DONE
+    ).exists() or not _claim_assembly(file):
+        return False
+    parts = list(JobPart.objects.filter(file=file).select_related("file").order_by("index"))
+    storage, bucket = _storage(job), _output(job).bucket
+    keys = [part_key(job, part) for part in parts]
+    reader = io.ChainReader(storage, bucket, keys)
+    try:
+        storage.write(bucket, file.output_key, reader)
+    finally:
+        reader.close()
+    if not JobFile.objects.filter(pk=file.pk, state=JobFile.ASSEMBLING).update(
+        state=JobFile.ASSEMBLED, assembled_at=timezone.now(), lease_until=None
+    ):
+        return False
+    for key in keys:
+        try:
+            storage.delete(bucket, key)
+        except StorageError:
+            log.warning("removing the part object %s of job %s failed", key, job.job_id)
+    _emit(job, "assembled", f"{file.output_key}: {file.lines} line(s)")
+    return True
+
+
+def finish_files(job: Job) -> None:
+    """After a job ended: files whose every part is done are assembled; the others are marked
+    cancelled (their finished parts stay readable under the output's .parts/ folder)."""
+    assemble_ready(job)
+    for file in job.files.filter(state=JobFile.PENDING):
+        if file.parts.exclude(status=JobPart.DONE).exists():
+            JobFile.objects.filter(pk=file.pk, state=JobFile.PENDING).update(
+                state=JobFile.CANCELLED
+            )
+    JobPart.objects.filter(job=job, status=JobPart.PENDING).update(status=JobPart.CANCELLED)
+
+
+def maybe_finish(job: Job) -> bool:
+    """End the job when every file is assembled: Succeeded, or Failed past the threshold."""
+    if job.files.exclude(state=JobFile.ASSEMBLED).exists():
+        return False
+    job.refresh_from_db()
+    if job.is_ended:
+        return True
+    if job.failed > job.max_failed:
+        return _end(
+            job,
+            Job.FAILED,
+            f"{job.failed} line(s) failed, more than the job's threshold of {job.max_failed}",
+            level=JobEvent.ERROR,
+        )
+    return _end(
+        job,
+        Job.SUCCEEDED,
+        f"{job.done} line(s) written to {job.output_url}"
+        + (f", {job.failed} of them errors" if job.failed else ""),
+    )

@@ -1,0 +1,242 @@
+"""What a batch job reads and writes: input lines out of object storage, batches to an
+instance's ``:predict``, part objects and the assembled output files. No database here.
+
+Input lines: a ``.jsonl`` file is split on ``\\n`` (a ``\\r`` before it dropped; a last line
+without ``\\n`` counts); each line is one instance. A ``.json`` file holds a JSON array of
+instances or ``{"instances": [...]}``; each item is one line of the output.
+
+Output lines: one per input line, in order — the prediction (compact JSON) or
+``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+MODEL_NAME = "m"
+CHUNK = 1 << 16
+_BAD = object()
+
+
+class Unavailable(Exception):
+    """No instance answered (connection refused, reset, timed out, 5xx twice): a transient
+    condition; the part is released and tried again."""
+
+
+class BadInputFile(Exception):
+    """A ``.json`` input file that is not an array of instances: the job cannot run."""
+
+
+# --- input --------------------------------------------------------------------------------------
+def iter_raw_lines(stream) -> Iterator[bytes]:
+    """The lines of a byte stream, without their ``\\n`` (and ``\\r``), read in chunks."""
+    rest = b""
+    while chunk := stream.read(CHUNK):
+        rest += chunk
+        *lines, rest = rest.split(b"\n")
+        for line in lines:
+            yield line[:-1] if line.endswith(b"\r") else line
+    if rest:
+        yield rest[:-1] if rest.endswith(b"\r") else rest
+
+
+def count_lines(stream) -> int:
+    count, last = 0, b"\n"
+    while chunk := stream.read(CHUNK):
+        count += chunk.count(b"\n")
+        last = chunk[-1:]
+    return count + (0 if last == b"\n" else 1)
+
+
+def json_items(data: bytes, name: str) -> list:
+    """The instances of a ``.json`` input file."""
+    try:
+        value = json.loads(data)
+    except ValueError as exc:
+        raise BadInputFile(f"{name} is not valid JSON ({exc}).") from None
+    if isinstance(value, dict) and isinstance(value.get("instances"), list):
+        return value["instances"]
+    if isinstance(value, list):
+        return value
+    raise BadInputFile(
+        f'{name} holds neither a JSON array of instances nor {{"instances": [...]}}.'
+    )
+
+
+def parse_line(raw: bytes, number: int):
+    """(instance, None) or (_BAD, error message) for line ``number`` (1-based)."""
+    text = raw.strip()
+    if not text:
+        return _BAD, f"line {number} is empty"
+    try:
+        return json.loads(text), None
+    except ValueError as exc:
+        return _BAD, f"line {number} is not JSON: {exc}"
+
+
+def read_part(storage, bucket: str, key: str, fmt: str, start: int, end: int) -> list:
+    """``[(instance | _BAD, error | None)]`` for lines ``[start, end)`` of an input file."""
+    if fmt == "json":
+        with storage.open(bucket, key) as stream:
+            items = json_items(stream.read(), key)
+        return [(item, None) for item in items[start:end]]
+    out = []
+    with storage.open(bucket, key) as stream:
+        for index, raw in enumerate(iter_raw_lines(stream)):
+            if index >= end:
+                break
+            if index >= start:
+                out.append(parse_line(raw, index + 1))
+    return out
+
+
+def is_bad(value) -> bool:
+    return value is _BAD
+
+
+# --- predictions --------------------------------------------------------------------------------
+_local = threading.local()
+
+
+def _connection(address: str, timeout: float) -> http.client.HTTPConnection:
+    conns = getattr(_local, "conns", None)
+    if conns is None:
+        conns = _local.conns = {}
+    conn = conns.get(address)
+    if conn is None:
+        parts = urlsplit(address)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+        conns[address] = conn
+    return conn
+
+
+def _drop(address: str) -> None:
+    conn = getattr(_local, "conns", {}).pop(address, None)
+    if conn is not None:
+        conn.close()
+
+
+def post_predict(address: str, body: bytes, *, timeout: float = 120.0) -> tuple[int, dict]:
+    """One ``POST <address>/v1/models/m:predict`` over a kept-alive connection of this thread;
+    returns (status, JSON body). Raises ``Unavailable`` on a connection failure."""
+    for attempt in (0, 1):  # a kept-alive connection the server closed: one fresh try
+        conn = _connection(address, timeout)
+        try:
+            conn.request(
+                "POST",
+                f"/v1/models/{MODEL_NAME}:predict",
+                body=body,
+                headers={"Content-Type": "application/json"},
+            )
+            response = conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            _drop(address)
+            if attempt:
+                raise Unavailable(f"{address}: {type(exc).__name__}: {exc}") from None
+            continue
+        try:
+            return response.status, json.loads(data or b"{}")
+        except ValueError:
+            return response.status, {"error": data[:500].decode(errors="replace")}
+    raise Unavailable(address)  # not reached
+
+
+def _body(instances: list, signature_name: str) -> bytes:
+    payload = {"instances": instances}
+    if signature_name:
+        payload["signature_name"] = signature_name
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+class Predictor:
+    """Sends batches to a set of instance addresses, spread round-robin, each batch with a
+    bounded retry on another instance when one is unreachable."""
+
+    RETRIES = 6
+
+    def __init__(self, addresses: list[str], *, signature_name: str = "", offset: int = 0):
+        if not addresses:
+            raise Unavailable("no running instance")
+        self.addresses = list(addresses)
+        self.signature_name = signature_name
+        self._next = offset
+        self._lock = threading.Lock()
+
+    def _pick(self) -> str:
+        with self._lock:
+            address = self.addresses[self._next % len(self.addresses)]
+            self._next += 1
+            return address
+
+    def _send(self, instances: list) -> tuple[int, dict]:
+        body = _body(instances, self.signature_name)
+        last = ""
+        for attempt in range(self.RETRIES):
+            address = self._pick()
+            try:
+                status, answer = post_predict(address, body)
+            except Unavailable as exc:
+                last = str(exc)
+                time.sleep(min(0.2 * 2**attempt, 3.0))
+                continue
+            if status >= 500 and attempt == 0:
+                last = f"{address}: HTTP {status}"
+                continue  # once more, maybe on another instance
+            return status, answer
+        raise Unavailable(last)
+
+    def predict(self, instances: list) -> list[tuple[object, str | None]]:
+        """``[(prediction, None) | (None, error)]`` for each instance, in order. A batch the
+        model refuses is retried line by line, so only the bad lines fail."""
+        status, answer = self._send(instances)
+        predictions = answer.get("predictions") if status == 200 else None
+        if isinstance(predictions, list) and len(predictions) == len(instances):
+            return [(p, None) for p in predictions]
+        if len(instances) == 1:
+            error = answer.get("error") if isinstance(answer, dict) else None
+            if status == 200:
+                error = "the model answered without one prediction for the instance"
+            return [(None, str(error or f"HTTP {status}"))]
+        out = []
+        for instance in instances:
+            out.extend(self.predict([instance]))
+        return out
+
+
+def output_line(prediction, error: str | None) -> bytes:
+    if error is not None:
+        return json.dumps({"error": error}, separators=(",", ":")).encode() + b"\n"
+    return json.dumps(prediction, separators=(",", ":")).encode() + b"\n"
+
+
+# --- assembly -----------------------------------------------------------------------------------
+class ChainReader:
+    """A read-only stream over several objects one after the other (object stores have no
+    append: an output file is written once, from its parts, in one streamed upload)."""
+
+    def __init__(self, storage, bucket: str, keys: list[str]):
+        self.storage, self.bucket, self.keys = storage, bucket, list(keys)
+        self._current = None
+
+    def read(self, size: int = -1) -> bytes:
+        while True:
+            if self._current is None:
+                if not self.keys:
+                    return b""
+                self._current = self.storage.open(self.bucket, self.keys.pop(0))
+            data = self._current.read(size if size and size > 0 else CHUNK)
+            if data:
+                return data
+            self._current.close()
+            self._current = None
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None
