@@ -19,7 +19,7 @@ JOB_COLUMNS = [
     ("done", "DONE"),
     ("total", "TOTAL"),
     ("failed", "FAILED"),
-    ("version", "VERSION"),
+    ("version_label", "VERSION"),
     ("created_at", "CREATED"),
 ]
 DETAIL_COLUMNS = [
@@ -30,6 +30,7 @@ DETAIL_COLUMNS = [
     ("input", "INPUT"),
     ("output", "OUTPUT"),
     ("message", "MESSAGE"),
+    ("errors", "ERRORS"),
     ("created_at", "CREATED"),
     ("started_at", "STARTED"),
     ("ended_at", "ENDED"),
