@@ -11,6 +11,7 @@ from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
+from accounts import authz
 from accounts.door import page, page_object, require_actor
 from models_repo import selectors as repo_selectors
 from models_repo import services as repo_services
@@ -134,6 +135,10 @@ def count_items(actor, address: str, version) -> int | None:
     import json
 
     source = parse_address(address, folder=False)
+    # the counts are read from the files: only for those who may read them
+    authz.check(
+        actor, "storage:GetObject", repo_services.bucket_resource(actor.tenant, source.bucket)
+    )
     storage = repo_services.tenant_storage(actor.tenant)
     region = version.config.region.name
     keys = job_services.list_input(storage, source, region=region)
@@ -197,6 +202,16 @@ def job_create(request):
 
 
 def _submit(request, actor, form):
+    job, status = _try_create(request, actor, form)
+    upload = getattr(request, "ems_upload", None)
+    if job is None and upload is not None:  # uploaded for this job, and the job was refused
+        reason = "; ".join(str(e) for e in form.non_field_errors()) or "the job was refused"
+        repo_services.upload_discard(actor=actor, upload=upload, reason=reason)
+        form.add_error(None, "The uploaded files were removed from the bucket again.")
+    return job, status
+
+
+def _try_create(request, actor, form):
     data = form.cleaned_data
     try:
         source = _input_address(request, actor, data)
@@ -223,10 +238,6 @@ def _submit(request, actor, form):
         form.add_error(None, exc.message)
     except ValidationError as exc:
         _add_errors(form, exc)
-        upload = getattr(request, "ems_upload", None)
-        if upload is not None:  # uploaded for this job, and the job was refused
-            repo_services.upload_discard(actor=actor, upload=upload, reason=" ".join(exc.messages))
-            form.add_error(None, "The uploaded files were removed from the bucket again.")
     except UploadRefused as exc:
         form.add_error(None, exc.message)
         return None, exc.status
