@@ -220,7 +220,7 @@ EMS_HEALTH_FAILURE_THRESHOLD = env.int("EMS_HEALTH_FAILURE_THRESHOLD", 3, minimu
 # the batches per part, and the batches a part keeps in flight to the instances at once.
 EMS_JOB_LEASE_SECONDS = env.int("EMS_JOB_LEASE_SECONDS", 60, minimum=3, maximum=3600)
 EMS_JOB_SWEEP_SECONDS = env.int("EMS_JOB_SWEEP_SECONDS", 5, minimum=1, maximum=600)
-EMS_JOB_PART_BATCHES = env.int("EMS_JOB_PART_BATCHES", 8, minimum=1, maximum=1000)
+EMS_JOB_PART_BATCHES = env.int("EMS_JOB_PART_BATCHES", 32, minimum=1, maximum=1000)
 EMS_JOB_INFLIGHT = env.int("EMS_JOB_INFLIGHT", 4, minimum=1, maximum=64)
 # Billing (billing/, docs/billing.md): the meter's window, lag and repair horizon; bills, exports.
 EMS_METERING_WINDOW_SECONDS = env.int("EMS_METERING_WINDOW_SECONDS", 60, minimum=10, maximum=3600)

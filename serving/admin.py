@@ -95,8 +95,17 @@ class InstanceInline(admin.TabularInline):
 
 @admin.register(Service)
 class ServiceAdmin(admin.ModelAdmin):
-    list_display = ["service_id", "name", "tenant", "status", "replicas", "group", "created_at"]
-    list_filter = ["status", "group__region"]
+    list_display = [
+        "service_id",
+        "name",
+        "kind",
+        "tenant",
+        "status",
+        "replicas",
+        "group",
+        "created_at",
+    ]
+    list_filter = ["kind", "status", "group__region"]
     search_fields = ["service_id", "name", "tenant__app_id"]
     readonly_fields = [f.name for f in Service._meta.fields]
     inlines = [RevisionInline, InstanceInline]
@@ -124,3 +133,7 @@ class ServiceEventAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+# batch jobs (their backing services are the rows of kind "batch" above)
+from serving.jobs import admin as _jobs_admin  # noqa: E402, F401

@@ -518,5 +518,8 @@ class ServiceViewSet(
 
 
 def register(router) -> None:
+    from serving.jobs.api import register as register_jobs
+
     router.register("resource-groups", ResourceGroupViewSet, basename="resource-group")
     router.register("services", ServiceViewSet, basename="service")
+    register_jobs(router)

@@ -69,22 +69,24 @@ def json_items(data: bytes, name: str) -> list:
 
 
 def parse_line(raw: bytes, number: int):
-    """(instance, None) or (_BAD, error message) for line ``number`` (1-based)."""
+    """(the line's JSON text, None) or (_BAD, error message) for line ``number`` (1-based).
+    The line is parsed to check it; the text itself goes into the request unchanged."""
     text = raw.strip()
     if not text:
         return _BAD, f"line {number} is empty"
     try:
-        return json.loads(text), None
+        json.loads(text)
     except ValueError as exc:
         return _BAD, f"line {number} is not JSON: {exc}"
+    return bytes(text), None
 
 
 def read_part(storage, bucket: str, key: str, fmt: str, start: int, end: int) -> list:
-    """``[(instance | _BAD, error | None)]`` for lines ``[start, end)`` of an input file."""
+    """``[(JSON text | _BAD, error | None)]`` for lines ``[start, end)`` of an input file."""
     if fmt == "json":
         with storage.open(bucket, key) as stream:
             items = json_items(stream.read(), key)
-        return [(item, None) for item in items[start:end]]
+        return [(_compact(item), None) for item in items[start:end]]
     out = []
     with storage.open(bucket, key) as stream:
         for index, raw in enumerate(iter_raw_lines(stream)):
@@ -93,6 +95,10 @@ def read_part(storage, bucket: str, key: str, fmt: str, start: int, end: int) ->
             if index >= start:
                 out.append(parse_line(raw, index + 1))
     return out
+
+
+def _compact(value) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def is_bad(value) -> bool:
@@ -147,11 +153,12 @@ def post_predict(address: str, body: bytes, *, timeout: float = 120.0) -> tuple[
     raise Unavailable(address)  # not reached
 
 
-def _body(instances: list, signature_name: str) -> bytes:
-    payload = {"instances": instances}
+def _body(instances: list[bytes], signature_name: str) -> bytes:
+    """The request for instances given as JSON texts (each checked to be one JSON value)."""
+    tail = b"]"
     if signature_name:
-        payload["signature_name"] = signature_name
-    return json.dumps(payload, separators=(",", ":")).encode()
+        tail += b',"signature_name":' + _compact(signature_name)
+    return b'{"instances":[' + b",".join(instances) + tail + b"}"
 
 
 class Predictor:
@@ -174,7 +181,7 @@ class Predictor:
             self._next += 1
             return address
 
-    def _send(self, instances: list) -> tuple[int, dict]:
+    def _send(self, instances: list[bytes]) -> tuple[int, dict]:
         body = _body(instances, self.signature_name)
         last = ""
         for attempt in range(self.RETRIES):
@@ -191,9 +198,9 @@ class Predictor:
             return status, answer
         raise Unavailable(last)
 
-    def predict(self, instances: list) -> list[tuple[object, str | None]]:
-        """``[(prediction, None) | (None, error)]`` for each instance, in order. A batch the
-        model refuses is retried line by line, so only the bad lines fail."""
+    def predict(self, instances: list[bytes]) -> list[tuple[object, str | None]]:
+        """``[(prediction, None) | (None, error)]`` for each instance (a JSON text), in order. A
+        batch the model refuses is retried line by line, so only the bad lines fail."""
         status, answer = self._send(instances)
         predictions = answer.get("predictions") if status == 200 else None
         if isinstance(predictions, list) and len(predictions) == len(instances):

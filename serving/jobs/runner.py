@@ -21,6 +21,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -277,8 +278,9 @@ def run_part(part_pk: int) -> str:
         status=Job.RUNNING, started_at=now, updated_at=now
     ):
         _emit(job, "started", "the first part started")
+    storage = _storage(job)
     try:
-        lines = _predict_part(job, part, owner)
+        lines = _predict_part(job, part, owner, storage)
     except (io.Unavailable, TransientStorageError) as exc:
         ended = Job.objects.filter(pk=job.pk, status__in=Job.ENDED).exists()
         _release(part_pk, owner, JobPart.CANCELLED if ended else JobPart.PENDING)
@@ -291,7 +293,6 @@ def run_part(part_pk: int) -> str:
             else (CANCELLED)
         )
     body, errors = lines
-    storage = _storage(job)
     storage.write(_output(job).bucket, part_key(job, part), _Bytes(body))
     faults.point("job_part_written")  # tests: a worker killed after writing, before counting
     if not complete(part, owner, errors):
@@ -306,15 +307,15 @@ def run_part(part_pk: int) -> str:
         )
         finish_files(job)
         return DONE
-    assemble(job, part.file)
+    assemble(job, part.file, storage)
     maybe_finish(job)
     return DONE
 
 
-def _predict_part(job: Job, part: JobPart, owner: str):
+def _predict_part(job: Job, part: JobPart, owner: str, storage):
     """The part's output bytes and its error sample, or None when the lease was lost or the
-    job ended meanwhile."""
-    storage = _storage(job)
+    job ended meanwhile. The lease is renewed as batches come back (at most every quarter of
+    its length: a row write per batch would cost more than the batch on a fast model)."""
     rows = io.read_part(
         storage, _input_bucket(job), part.file.input_key, part.file.format, part.start, part.end
     )
@@ -327,13 +328,17 @@ def _predict_part(job: Job, part: JobPart, owner: str):
     batches = [good[k : k + job.batch_size] for k in range(0, len(good), job.batch_size)]
     pool = _pool_get()
     futures = [pool.submit(predictor.predict, [rows[i][0] for i in batch]) for batch in batches]
+    renew_every = settings.EMS_JOB_LEASE_SECONDS / 4
+    renewed = time.monotonic()
     try:
         for batch, future in zip(batches, futures, strict=True):
             answers = future.result()
             for i, answer in zip(batch, answers, strict=True):
                 results[i] = answer
-            if not _renew(part.pk, owner):
-                return None
+            if time.monotonic() - renewed >= renew_every:
+                if not _renew(part.pk, owner):
+                    return None
+                renewed = time.monotonic()
     finally:
         for future in futures:
             future.cancel()
@@ -402,14 +407,14 @@ def _claim_assembly(file: JobFile) -> bool:
     )
 
 
-def assemble(job: Job, file: JobFile) -> bool:
+def assemble(job: Job, file: JobFile, storage=None) -> bool:
     """Write the file's output from its parts when all are done (once); True when written."""
     if JobPart.objects.filter(file=file).exclude(
         status=JobPart.DONE
     ).exists() or not _claim_assembly(file):
         return False
     parts = list(JobPart.objects.filter(file=file).select_related("file").order_by("index"))
-    storage, bucket = _storage(job), _output(job).bucket
+    storage, bucket = storage or _storage(job), _output(job).bucket
     keys = [part_key(job, part) for part in parts]
     reader = io.ChainReader(storage, bucket, keys)
     try:

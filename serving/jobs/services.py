@@ -96,10 +96,6 @@ def list_input(storage, address: ModelAddress, *, region: str) -> list[str]:
                     {field: f"The bucket is in {bucket_region} but the config is in {region}."}
                 )
         if not address.key.endswith("/"):
-            if not address.key.endswith(INPUT_SUFFIXES):
-                raise ValidationError(
-                    {field: f"{address.key} is neither a .jsonl nor a .json file of instances."}
-                )
             if not storage.is_file(address.bucket, address.key):
                 if any(True for _ in storage.walk(address.bucket, address.key + "/")):
                     raise ValidationError(
@@ -107,6 +103,10 @@ def list_input(storage, address: ModelAddress, *, region: str) -> list[str]:
                     )
                 raise ValidationError(
                     {field: f"There is no file {address.key} in {address.bucket}."}
+                )
+            if not address.key.endswith(INPUT_SUFFIXES):
+                raise ValidationError(
+                    {field: f"{address.key} is neither a .jsonl nor a .json file of instances."}
                 )
             return [address.key]
         keys = sorted(

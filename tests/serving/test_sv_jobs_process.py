@@ -169,6 +169,13 @@ def run_killed_worker_flow(owner, serving_env, settings, monkeypatch, *, backend
         assert line["amount"] == Decimal(seconds)
     finally:
         cleanup_group(group)
+        if backend == "docker":
+            import docker
+
+            client = docker.from_env()
+            for node in group.nodes.all():
+                for network in client.networks.list(names=[f"ems-runtime-{node.name}"]):
+                    network.remove()
 
 
 @pytest.mark.django_db

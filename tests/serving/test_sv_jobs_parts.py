@@ -1,0 +1,155 @@
+"""Units of batch jobs: reading input lines, planning parts, claims and leases (a part counts
+once whoever finishes it), assembly of part objects into one output file."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from serving import services as serving
+from serving.jobs import io as jobio
+from serving.jobs import runner
+from serving.jobs import services as jobs
+from serving.jobs.models import Job, JobFile, JobPart
+from tests.serving import jobs_flow as flow
+from tests.serving.conftest import make_version
+
+
+class Chunks:
+    """A stream that answers reads in small pieces (lines cross chunk boundaries)."""
+
+    def __init__(self, data: bytes, size: int = 3):
+        self.data, self.size = data, size
+
+    def read(self, _n: int = -1) -> bytes:
+        chunk, self.data = self.data[: self.size], self.data[self.size :]
+        return chunk
+
+
+def test_lines_across_chunks_crlf_and_a_last_line_without_newline(monkeypatch):
+    monkeypatch.setattr(jobio, "CHUNK", 3)
+    data = b'{"a": 1}\r\n\nnot json\n[1, 2]'
+    assert list(jobio.iter_raw_lines(Chunks(data))) == [b'{"a": 1}', b"", b"not json", b"[1, 2]"]
+    assert jobio.count_lines(Chunks(data)) == 4
+    assert jobio.count_lines(Chunks(b"x\ny\n")) == 2
+    assert jobio.count_lines(Chunks(b"")) == 0
+    assert jobio.parse_line(b' {"a": 1} ', 1) == (b'{"a": 1}', None)
+    assert jobio.parse_line(b"  ", 2)[1] == "line 2 is empty"
+    assert jobio.parse_line(b"not json", 3)[1].startswith("line 3 is not JSON")
+
+
+def test_json_files_hold_an_array_or_instances():
+    assert jobio.json_items(b"[1, 2]", "x.json") == [1, 2]
+    assert jobio.json_items(b'{"instances": [{"a": 1}]}', "x.json") == [{"a": 1}]
+    with pytest.raises(jobio.BadInputFile, match=r"x\.json is not valid JSON"):
+        jobio.json_items(b"[1,", "x.json")
+    with pytest.raises(jobio.BadInputFile, match="neither a JSON array"):
+        jobio.json_items(b'{"rows": []}', "x.json")
+
+
+@pytest.fixture
+def job(owner, dedicated, settings):
+    settings.EMS_JOB_PART_BATCHES = 2
+    version = make_version(owner, flow.EXAMPLE_MODEL, name="classifier")
+    source, target, _ = flow.seed_inputs(owner.tenant)
+    return jobs.job_create(
+        actor=owner.membership,
+        version=version,
+        group=dedicated,
+        name="units",
+        size=serving.InstanceSize(cpu_millicores=500, memory_mib=512),
+        input_url=source,
+        output_url=target,
+        batch_size=32,
+        max_failed=2,
+    )
+
+
+def test_plan_splits_each_file_into_parts_once(job):
+    assert runner.plan(job) and runner.plan(job)  # the second is a no-op
+    job.refresh_from_db()
+    assert job.total == 1000
+    lines = dict(JobFile.objects.filter(job=job).values_list("input_key", "lines"))
+    assert lines == {"in/a.jsonl": 400, "in/c.json": 250, "in/sub/b.jsonl": 350}
+    first = JobFile.objects.get(job=job, index=0)
+    ranges = list(first.parts.order_by("index").values_list("start", "end"))
+    assert ranges == [(s, min(s + 64, 400)) for s in range(0, 400, 64)]
+    assert JobPart.objects.filter(job=job).count() == 7 + 4 + 6
+
+
+def test_a_bad_json_file_fails_the_job_with_its_name(job, owner):
+    from tests.models_repo.conftest import tenant_store
+
+    tenant_store(owner.tenant).write(f"data-{owner.tenant.app_id}", "in/c.json", io.BytesIO(b"[1,"))
+    assert not runner.plan(job)
+    job.refresh_from_db()
+    assert job.status == Job.FAILED and "in/c.json is not valid JSON" in job.message
+    assert job.service.desired == "delete"
+
+
+def test_claims_and_leases_count_a_part_once(job, settings):
+    runner.plan(job)
+    part = JobPart.objects.get(file__index=0, index=0)
+    assert runner.claim(part.pk, "w1")
+    assert not runner.claim(part.pk, "w2")  # taken
+    # w1 dies: its lease runs out, the sweep puts the part back, w2 takes it
+    JobPart.objects.filter(pk=part.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert runner.requeue_expired(job) == 1
+    assert runner.claim(part.pk, "w2")
+    errors = [{"file": "in/a.jsonl", "line": 3, "error": "bad"}]
+    assert runner.complete(part, "w2", errors)
+    assert not runner.complete(part, "w1", errors)  # the old owner's late finish: not counted
+    assert not runner.complete(part, "w2", errors)  # nor a second finish
+    job.refresh_from_db()
+    assert (job.done, job.failed, job.errors) == (64, 1, errors)
+    assert JobPart.objects.get(pk=part.pk).attempts == 2
+    assert not runner._renew(part.pk, "w1")
+
+
+def test_assembly_concatenates_parts_in_order_once(job, owner):
+    from tests.models_repo.conftest import tenant_store
+
+    runner.plan(job)
+    store, bucket = tenant_store(owner.tenant), f"data-{owner.tenant.app_id}"
+    file = JobFile.objects.get(job=job, index=1)  # c.json: 250 lines, 4 parts
+    parts = list(file.parts.order_by("index"))
+    for part in reversed(parts):  # written out of order
+        body = b"".join(
+            json.dumps({"line": n}).encode() + b"\n" for n in range(part.start, part.end)
+        )
+        store.write(bucket, runner.part_key(job, part), io.BytesIO(body))
+        assert runner.claim(part.pk, "w") and runner.complete(part, "w", [])
+        if part.index:
+            assert not runner.assemble(job, file)  # not every part is done yet
+    assert runner.assemble(job, file)
+    assert not runner.assemble(job, file)
+    with store.open(bucket, "out/c.json.out") as stream:
+        lines = stream.read().decode().splitlines()
+    assert [json.loads(x)["line"] for x in lines] == list(range(250))
+    assert list(store.walk(bucket, f"out/.parts/{job.job_id}/00001/")) == []
+    assert JobFile.objects.get(pk=file.pk).state == JobFile.ASSEMBLED
+
+
+def test_an_assembler_that_died_is_taken_over(job):
+    runner.plan(job)
+    file = JobFile.objects.get(job=job, index=0)
+    assert runner._claim_assembly(file)
+    assert not runner._claim_assembly(file)  # held
+    JobFile.objects.filter(pk=file.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert runner._claim_assembly(file)
+
+
+def test_past_the_threshold_the_job_fails(job):
+    runner.plan(job)
+    Job.objects.filter(pk=job.pk).update(status=Job.RUNNING)
+    JobPart.objects.filter(job=job).update(status=JobPart.DONE)
+    JobFile.objects.filter(job=job).update(state=JobFile.ASSEMBLED)
+    Job.objects.filter(pk=job.pk).update(done=1000, failed=3)
+    assert runner.maybe_finish(job)
+    job.refresh_from_db()
+    assert job.status == Job.FAILED
+    assert "3 line(s) failed, more than the job's threshold of 2" in job.message
