@@ -106,10 +106,12 @@ def _journey(page, stack, tmp_path) -> None:
     page.wait_for_url(re.compile(r"/jobs/job-[a-z0-9]{8}/$"))
     job_id = page.url.rstrip("/").rsplit("/", 1)[1]
     page.evaluate("window.emsNoReload = true")  # gone if the page were loaded again
+    # first seen before it ends (its workers take seconds to start), the bar not yet full
+    assert page.get_attribute("#live-job [data-status]", "data-status") in ("Waiting", "Running")
+    assert page.get_attribute("#job-progress", "value") != "500"
     s.shot("started")
 
     # The progress bar fills by itself (the page's live region), to 100% and Succeeded.
-    page.wait_for_selector("#live-job [data-status=Running]", timeout=240_000)
     page.wait_for_selector("#live-job [data-status=Succeeded]", timeout=300_000)
     assert page.evaluate("window.emsNoReload") is True
     bar = page.locator("#job-progress")
