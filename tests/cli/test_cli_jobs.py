@@ -147,14 +147,22 @@ def test_batch_jobs_through_the_cli(stack, ems, tmp_path):
         + ems("download", base + "out", code=5).stderr
     )
 
-    # cancel: started, cancelled before its workers are up; what was written stays
-    started = _json(ems("jobs", "create", "lr", "--name", "to-cancel", "--input", base + "in/",
+    # cancel: a bigger input, cancelled (by id, at once) while its worker starts; what was
+    # written stays, the rest is not predicted
+    big = tmp_path / "big"
+    big.mkdir()
+    row = lines["a.jsonl"][0]
+    (big / "big.jsonl").write_text((row + "\n") * 20000)
+    ems("buckets", "upload", name, str(big), "--prefix", "big")
+    started = _json(ems("jobs", "create", "lr", "--name", "to-cancel", "--input", base + "big/",
                         "--output-folder", base + "cancelled/", "-o", "json"))  # fmt: skip
     assert started["status"] == "Waiting"
-    cancelled = _json(ems("jobs", "cancel", "to-cancel", "--wait", "-o", "json"))
-    assert cancelled["status"] == "Cancelled"
+    cancelled = _json(ems("jobs", "cancel", started["job_id"], "--wait", "-o", "json"))
+    assert cancelled["status"] == "Cancelled" and cancelled["done"] < 20000
     ended = ems("jobs", "wait", "to-cancel", code=1)
     assert "ended Cancelled" in ended.stderr
+    again = ems("jobs", "cancel", "to-cancel", code=5)  # ended: refused, saying so
+    assert "already ended" in again.stderr
 
     assert ems("jobs", "get", "job-zzzzzzzz", code=3).stderr.startswith("ems: 404")
     assert "No job named 'nope'" in ems("jobs", "get", "nope", code=3).stderr
