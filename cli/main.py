@@ -175,7 +175,7 @@ _list_command(
 
 
 def main() -> None:
-    from cli import models, services, usage  # noqa: F401 - they add their commands to `cli`
+    from cli import download, jobs, models, services, usage  # noqa: F401 - they add commands
 
     cli.main(prog_name="ems")
 

@@ -65,3 +65,10 @@ def service(api: Api, ref: str) -> dict:
     if ref.startswith("ems-") and len(ref) == 12:
         return api.get(f"services/{ref}/")
     return _one(api.all("services/"), ref, "service", ("service_id", "name"))
+
+
+def job(api: Api, ref: str) -> dict:
+    """A batch job by id (``job-…``) or name."""
+    if ref.startswith("job-"):
+        return api.get(f"jobs/{ref}/")
+    return _one(api.all("jobs/"), ref, "job", ("job_id", "name"))

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 
 from accounts.api.base import ScopedViewSet, required_action
 from models_repo import selectors, services
+from models_repo.downloads import object_response
 from models_repo.models import ModelConfig, ModelConfigVersion, Region, RuntimeEnvironment
 from models_repo.storage import AccessRefused, StorageError, TransientStorageError
 from models_repo.storage import NotFound as StorageNotFound
@@ -320,6 +321,7 @@ class BucketViewSet(StorageErrorsMixin, ScopedViewSet):
         "create": "storage:CreateBucket",
         "objects": "storage:ListObjects",
         "upload": "storage:PutObject",
+        "download": "storage:GetObject",
     }
 
     def get_queryset(self):  # buckets are not rows; schema generation only
@@ -391,6 +393,26 @@ class BucketViewSet(StorageErrorsMixin, ScopedViewSet):
         data.is_valid(raise_exception=True)
         result = run_upload(self.actor(), bucket, data.validated_data)
         return Response(UploadResultSerializer(result).data, status=status.HTTP_201_CREATED)
+
+    def perform_content_negotiation(self, request, force=False):
+        # a download answers with the file's own type, whatever the client's Accept says
+        return super().perform_content_negotiation(request, force or self.action == "download")
+
+    @extend_schema(
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        parameters=[
+            OpenApiParameter(
+                "key", OpenApiTypes.STR, required=True, description="The file, e.g. out/a.jsonl"
+            )
+        ],
+    )
+    @action(detail=True, methods=["get"])
+    def download(self, request, bucket=None, **kwargs):
+        """Streams one file as an attachment (Content-Length, Content-Type from its name)."""
+        info, stream = selectors.object_for_download(
+            actor=self.actor(), bucket=bucket, key=request.query_params.get("key", "")
+        )
+        return object_response(info, stream)
 
 
 def upload_too_big(request) -> str | None:

@@ -26,6 +26,8 @@ from models_repo.uploads import UploadedFile
 REPO_EXAMPLES = Path(settings.BASE_DIR) / "examples"
 DEMO_REGION = "ap-guangzhou"
 DEMO_BUCKET = "examples"
+# Instances for a first batch job (examples/batch-inputs/<config>/ → inputs/<config>/).
+BATCH_INPUTS = REPO_EXAMPLES / "batch-inputs"
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ def ensure_demo_models(member, log) -> None:
     except (AccessRefused, NotFound):
         services.bucket_create(actor=member, name=DEMO_BUCKET, region=region)
         log(f"created bucket {bucket}")
+    ensure_demo_inputs(member, bucket, log)
     todo = [e for e in EXAMPLES if not ModelConfig.objects.filter(tenant=tenant, name=e.config)]
     failed = set(_generate([e.generator for e in todo if e.generator], log))
     for example in todo:
@@ -118,3 +121,20 @@ def ensure_demo_models(member, log) -> None:
             prefix=prefix,
         )
         log(f"demo config {example.config} ({example.runtime}) from {bucket}/{prefix}")
+
+
+def ensure_demo_inputs(member, bucket: str, log) -> None:
+    """JSON Lines of instances for the example configs, so a batch job has something to run
+    over: ``inputs/<config>/`` in the demo bucket (kept when already there)."""
+    storage = services.tenant_storage(member.tenant)
+    for folder in sorted(p for p in BATCH_INPUTS.iterdir() if p.is_dir()):
+        prefix = f"inputs/{folder.name}/"
+        if storage.list_folder(bucket, prefix, page_size=1).objects:
+            continue
+        files = _files(folder)
+        try:
+            services.files_upload(actor=member, bucket=bucket, prefix=prefix, files=files)
+        finally:
+            for item in files:
+                item.stream.close()
+        log(f"demo batch inputs in {bucket}/{prefix}")

@@ -6,6 +6,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -13,6 +14,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from accounts.door import By, page, page_object, require_actor
 from models_repo import selectors, services
 from models_repo.api import run_upload, upload_too_big
+from models_repo.downloads import object_response
 from models_repo.forms import BucketCreateForm, ConfigCreateForm, FolderSourceForm
 from models_repo.storage import AccessRefused, NotFound, StorageError
 from models_repo.uploads import UploadRefused
@@ -239,8 +241,6 @@ def browse(request):
             actor=actor, bucket=bucket, prefix=prefix, token=request.GET.get("token")
         )
     except (AccessRefused, NotFound):
-        from django.http import Http404
-
         raise Http404("No such bucket in this account.") from None
 
     def link(**params):
@@ -267,8 +267,31 @@ def browse(request):
             else link()
         ),
         objects=[
-            {"key": o.key, "name": o.key[len(prefix) :], "size": o.size} for o in page.objects
+            {
+                "key": o.key,
+                "name": o.key[len(prefix) :],
+                "size": o.size,
+                "download": f"{reverse('models_repo:download')}?"
+                + urlencode({"bucket": bucket, "key": o.key}),
+            }
+            for o in page.objects
         ],
         more=link(bucket=bucket, prefix=prefix, token=page.next_token) if page.next_token else "",
     )
     return render(request, "models_repo/browse.html", context)
+
+
+@page("GET", actions="storage:GetObject")
+def download(request):
+    """One file of a bucket, as an attachment (the bucket browser and the job page link here)."""
+    try:
+        info, stream = selectors.object_for_download(
+            actor=require_actor(request),
+            bucket=request.GET.get("bucket", ""),
+            key=request.GET.get("key", ""),
+        )
+    except (AccessRefused, NotFound):
+        raise Http404("No such bucket or file in this account.") from None
+    except ValidationError as exc:
+        return HttpResponseBadRequest(" ".join(exc.messages))
+    return object_response(info, stream)

@@ -20,6 +20,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("models/", include("models_repo.urls")),
     path("services/", include("serving.urls")),
+    path("jobs/", include("serving.jobs.urls")),
     path("billing/", include("billing.urls")),
     path("api/v1/", include("portal.api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

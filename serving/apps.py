@@ -11,7 +11,10 @@ class ServingConfig(AppConfig):
     name = "serving"
     verbose_name = "Serving"
     default_auto_field = "django.db.models.BigAutoField"
-    nav_items = (("Services", "serving:service-list", _member),)
+    nav_items = (
+        ("Services", "serving:service-list", _member),
+        ("Batch jobs", "jobs:job-list", _member),
+    )
 
     def ready(self):
         try:

@@ -18,7 +18,8 @@ class DeployForm(forms.Form):
         label="Service type",
         choices=[("online", "Online inference service")],
         initial="online",
-        help_text="Batch jobs arrive with their own page.",
+        help_text="For predictions over files in a bucket, start a batch job instead (Batch "
+        "jobs in the menu, or “Batch job” on a config version's page).",
     )
     name = forms.CharField(label="Service name", max_length=40)
     region = forms.ModelChoiceField(

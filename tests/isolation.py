@@ -14,7 +14,8 @@ every ``tests/**/isolation_*.py``. A URL pattern × method the registry cannot f
 - ``reg.own(key, fn)``: the same for the *outsider's own* object (used when a request must reach
   body validation: the URL is the outsider's, the body's ids are the victim's).
 - ``reg.case(url_name, method, kwargs=fn, body=fn, query="", own_url=False, expect=None)``:
-  explicit values for one pattern × method (required for plain web pages and for API writes
+  explicit values for one pattern × method (``query`` a string, or ``fn(ctx)`` for one naming
+  the victim's objects) (required for plain web pages and for API writes
   without ``{pk}``); ``body`` should put the victim's ids in every writable id field.
 
 Generic rules (``test_isolation.py``): a URL filled with a victim object answers 404 (the operator
@@ -35,7 +36,7 @@ from pathlib import Path
 class Case:
     kwargs: Callable | None = None
     body: Callable | None = None
-    query: str = ""
+    query: str | Callable = ""
     own_url: bool = False
     expect: set[int] | None = None
 

@@ -213,7 +213,8 @@ def plan(reg, ctx, route, name, callback, namespace, method):
     body = case.body(ctx) if case.body else {}
     if is_admin and method == "POST" and not body:
         body = admin_body(reg, ctx, name)
-    return kwargs, body, case.query, expect
+    query = case.query(ctx) if callable(case.query) else case.query
+    return kwargs, body, query, expect
 
 
 def admin_body(reg, ctx, name):

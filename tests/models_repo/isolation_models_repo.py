@@ -80,6 +80,13 @@ def register(reg) -> None:
         body=lambda ctx: {"prefix": "walk/"},
         expect={404},
     )
+    reg.case(
+        "bucket-download",
+        "GET",
+        kwargs=victim_bucket,
+        query="key=m/LogisticRegressionIris.pmml",
+        expect={404},
+    )
     reg.case("bucket-list", "POST", body=lambda ctx: {"name": "walk", "region": "ap-beijing"})
     reg.case("model-config-version-detail", ("GET", "DELETE"), kwargs=victim_version, expect={404})
     # The outsider's own config, the victim's runtime and folder in the body: refused.
@@ -126,6 +133,12 @@ def register(reg) -> None:
     # The bucket list of the outsider's own buckets (a victim bucket in ?bucket= is a 404,
     # tests/models_repo/test_mr_pages.py checks it: the query here cannot name it).
     reg.case("models_repo:browse", ("GET", "POST"), body=lambda ctx: {}, expect={200})
+    reg.case(
+        "models_repo:download",
+        "GET",
+        query=lambda ctx: f"bucket={ctx.v['bucket']}&key=m/LogisticRegressionIris.pmml",
+        expect={404},
+    )
     for name in ("models_repo:config-detail", "models_repo:version-create"):
         reg.case(
             name,
