@@ -125,6 +125,9 @@ class ServiceSerializer(serializers.ModelSerializer):
         ]
 
     def get_instances_ready(self, service) -> int:
+        counted = getattr(service, "instances_ready_count", None)  # a list page counts at once
+        if counted is not None:
+            return counted
         return service.instances.filter(state=Instance.RUNNING).count()
 
 
@@ -326,6 +329,12 @@ class ServiceViewSet(
 
     def scoped(self, actor):
         return selectors.services(actor=actor, action="ems:DescribeService")
+
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        if page is not None and self.action == "list":
+            selectors.count_ready(page)  # one query for the page, not one per row
+        return page
 
     def _done(self, service, code=status.HTTP_200_OK):
         service = selectors.services(actor=self.actor(), action="ems:DescribeService").get(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from django.conf import settings
 from django.db.models import F
@@ -11,8 +12,8 @@ from django.utils import timezone
 from models_repo.services import FolderChanged
 from serving import events, publish, scheduling
 from serving.backends import BackendError, for_node
-from serving.backends.base import EXITED, LABEL_MODEL, LABEL_SERVICE, MISSING, PAUSED
-from serving.models import Instance, Node, Service, ServiceEvent, new_instance_id
+from serving.backends.base import EXITED, LABEL_SERVICE, MISSING, PAUSED
+from serving.models import Instance, Service, ServiceEvent, new_instance_id
 from serving.reconciler import support
 from serving.scheduling import InsufficientResources
 
@@ -27,18 +28,20 @@ class LeaseLost(Exception):
     idempotent; the holder finishes the work)."""
 
 
-def reconcile(service_pk: int) -> str:
+def reconcile(service_pk: int, *, listing=None) -> str:
     """One pass for one service; returns BUSY (another pass holds the lease), PROGRESSING (call
-    again soon: instances are starting or stopping) or IDLE."""
+    again soon: instances are starting or stopping) or IDLE. ``listing``: the nodes' instances
+    as ``reconcile_all`` listed them once for every service (``serving.reconciler.fleet``)."""
+    taken_at = time.monotonic()
     owner = support.take_lease(service_pk)
     if owner is None:
         return BUSY
     try:
-        with support.Heartbeat(service_pk, owner) as heartbeat:
+        with support.Heartbeat(service_pk, owner, taken_at=taken_at) as heartbeat:
             service = Service.objects.select_related("group", "region", "tenant", "revision").get(
                 pk=service_pk
             )
-            run = Pass(service, owner, heartbeat)
+            run = Pass(service, owner, heartbeat, listing=listing)
             result = run.execute()
     except Service.DoesNotExist:
         return IDLE
@@ -52,67 +55,28 @@ def reconcile(service_pk: int) -> str:
     return result
 
 
-def reconcile_all() -> dict:
-    """Every live service (and every service still holding instances), then every node."""
-    results = {}
-    pks = set(Service.objects.filter(deleted_at__isnull=True).values_list("pk", flat=True))
-    pks |= set(
-        Instance.objects.filter(state__in=Instance.LIVE).values_list("service_id", flat=True)
-    )
-    for pk in sorted(pks):
-        try:
-            results[pk] = reconcile(pk)
-        except Exception:
-            log.exception("reconcile of service %s failed", pk)
-            results[pk] = "error"
-    for node in Node.objects.filter(is_active=True):
-        try:
-            sweep_node(node)
-        except BackendError as exc:
-            log.warning("sweeping node %s failed: %s", node.name, exc)
-    return results
-
-
-def sweep_node(node: Node, *, cache_min_age: float = 600.0) -> list[str]:
-    """Remove labelled instances of the node that the database does not know as live; then
-    garbage-collect the model cache. Returns the removed instance ids."""
-    backend = for_node(node)
-    known = set(
-        Instance.objects.filter(node=node, state__in=Instance.LIVE).values_list(
-            "instance_id", flat=True
-        )
-    )
-    removed = []
-    in_use = set()
-    for status in backend.list():
-        if status.instance_id in known:
-            in_use.add(status.labels.get(LABEL_MODEL, ""))
-            continue
-        backend.stop(status.instance_id, grace=0)
-        removed.append(status.instance_id)
-    in_use |= set(
-        Instance.objects.filter(node=node, state__in=Instance.LIVE).values_list(
-            "revision__version__manifest_digest", flat=True
-        )
-    )
-    support.cache_for(node).gc(in_use, min_age=cache_min_age)
-    return removed
-
-
 class Pass:
-    def __init__(self, service: Service, owner: str, heartbeat=None):
+    def __init__(self, service: Service, owner: str, heartbeat=None, *, listing=None):
         self.service = service
         self.owner = owner
         self.heartbeat = heartbeat
+        self.listing = listing
         self.changed = False
         self.now = timezone.now()
 
     # --- helpers ------------------------------------------------------------------------------
     def keep_lease(self) -> None:
         """Renew the lease before a step; stop the pass when it is no longer ours."""
-        lost = self.heartbeat is not None and self.heartbeat.lost
-        if lost or not support.renew_lease(self.service.pk, self.owner):
+        heartbeat = self.heartbeat
+        if heartbeat is not None and heartbeat.lost:
             raise LeaseLost(self.service.pk)
+        if heartbeat is not None and heartbeat.fresh():
+            return  # confirmed moments ago: nobody else can hold it yet
+        sent_at = time.monotonic()
+        if not support.renew_lease(self.service.pk, self.owner):
+            raise LeaseLost(self.service.pk)
+        if heartbeat is not None:
+            heartbeat.confirm(sent_at)
 
     def instances(self, states) -> list[Instance]:
         return list(
@@ -162,12 +126,20 @@ class Pass:
 
     def remove_orphans(self, live: list[Instance]) -> None:
         known = {instance.instance_id for instance in live}
-        nodes = {n.pk: n for n in self.service.group.nodes.all()}
+        listing, sid = self.listing, self.service.service_id
+        group_nodes = listing.group_nodes(self.service.group_id) if listing else None
+        if group_nodes is None:
+            group_nodes = list(self.service.group.nodes.all())
+        nodes = {n.pk: n for n in group_nodes}
         nodes.update({instance.node_id: instance.node for instance in live})
         for node in nodes.values():
             backend = for_node(node)
-            for status in backend.list({LABEL_SERVICE: self.service.service_id}):
+            listed = listing.of_service(node, sid) if listing else None
+            statuses = backend.list({LABEL_SERVICE: sid}) if listed is None else listed
+            for status in statuses:
                 if status.instance_id not in known:
+                    if listed is not None and backend.inspect(status.instance_id).state == MISSING:
+                        continue  # listed before this pass, gone since (stopped by a pass)
                     backend.stop(status.instance_id, grace=0)
                     events.emit(
                         self.service,
@@ -396,34 +368,7 @@ class Pass:
         service = self.service
         live = self.instances(Instance.LIVE)
         before = service.status
-        busy = any(
-            i.state in (Instance.PENDING, Instance.STARTING, Instance.STOPPING) for i in live
-        )
-        if service.desired != Service.RUN:
-            status = Service.STOPPING if live else Service.STOPPED
-        elif service.status == Service.FAILED:
-            status = Service.FAILED
-        else:
-            current = [i for i in live if i.revision_id == service.revision_id]
-            old = [i for i in live if i.revision_id != service.revision_id]
-            ready = [i for i in current if i.state == Instance.RUNNING]
-            if not old and len(ready) == service.replicas == len(current):
-                status = Service.NORMAL
-            elif old:
-                status = Service.UPDATING
-            elif service.failures:
-                status = Service.ABNORMAL
-            elif before == Service.NORMAL and ready:
-                status = Service.NORMAL  # scaling out (or in) while serving stays Normal
-            elif before in (Service.WAITING, Service.NORMAL, Service.ABNORMAL):
-                status = (
-                    Service.DEPLOYING
-                    if any(i.state != Instance.PENDING for i in current)
-                    or before != Service.WAITING
-                    else Service.WAITING
-                )
-            else:
-                status = before
+        status, result = support.derive_status(service, live)
         if status != before:
             changes = {"status": status}
             if status in (Service.NORMAL, Service.STOPPED):
@@ -431,5 +376,4 @@ class Pass:
             self.set_service(**changes)
             events.emit(service, events.STATUS, f"{before} → {status}")
             self.changed = True
-        pending_retry = any(i.state == Instance.PENDING for i in live)
-        return PROGRESSING if (busy or pending_retry) and status != Service.FAILED else IDLE
+        return result

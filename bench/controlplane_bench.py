@@ -1,0 +1,400 @@
+"""The control plane at scale: 10,000 services on 100 nodes, reconciled, published and listed.
+
+    DATABASE_URL=postgres://… REDIS_URL=redis://…/N python bench/controlplane_bench.py \
+        [--services 10000] [--nodes 100] [--baseline-ref 06cddd1] [--baseline-services 10000]
+
+Runs twice, side by side in one run: the **baseline** (the code of ``--baseline-ref``, taken out
+of git with ``git archive`` into a temporary folder) and the **current** tree, each in its own
+process on its own throw-away test database (``test_<name>``, created and dropped there) and its
+own key prefix in the Redis route store. The backend is the scale harness
+(``serving.backends.simulated``: instances start and stop instantly, in memory; loaded from the
+current tree and installed for every node of both runs), so what is measured is the control
+plane itself: queries, round trips to the route store, Python.
+
+Per run: one tenant with ``--services`` services (1 replica each, 1 core / 1 GiB) on one
+dedicated group of ``--nodes`` nodes, seeded with ``bulk_create``; then
+
+1. reconcile pass "launch": every service has a pending instance (``reconcile_all``);
+2. pass "healthy": every instance reports AVAILABLE, statuses become Normal, routes published;
+3. pass "steady": nothing changed — the pass beat runs every 15 s;
+4. route publication of every service into an empty store, then again with nothing changed
+   (baseline: ``publish_service`` per service, what a pass did; current: ``publish_all``);
+5. the service list page and ``GET /api/v1/services/`` (Django test client, server time),
+   first page and a middle page, p50/p95 of ``--samples`` requests each.
+
+Writes the "Control plane at scale" section of docs/benchmarks.md with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BEAT_S = 15.0
+PAGE_TARGET_MS = 100.0
+DIGEST = "5ca1e" * 12 + "abcd"
+
+
+# --------------------------------------------------------------------------- one measured run
+def _django(tree: Path, prefix: str):
+    sys.path.insert(0, str(tree))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings"
+    os.environ["DEBUG"] = "0"
+    os.environ.setdefault("SECRET_KEY", "bench-" + "x" * 60)
+    if not os.environ.get("EMS_SECRETS_KEY"):
+        from cryptography.fernet import Fernet
+
+        os.environ["EMS_SECRETS_KEY"] = Fernet.generate_key().decode()
+    tmp = Path(tempfile.mkdtemp(prefix="ems-cp-bench-"))
+    os.environ["EMS_DATA_DIR"] = str(tmp / "data")
+    os.environ["EMS_MODEL_CACHE_DIR"] = str(tmp / "cache")
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    os.environ["EMS_GATEWAY_ROUTES"] = f"{redis_url}?prefix={prefix}"
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test.utils import setup_test_environment
+
+    setup_test_environment()
+    name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    return connection, name, tmp
+
+
+def _install_simulated():
+    """The harness from the current tree, for every node (``override`` where the tree has it,
+    else the same by replacing the factory)."""
+    spec = importlib.util.spec_from_file_location(
+        "ems_simulated_backend", ROOT / "serving" / "backends" / "simulated.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from serving import backends
+
+    backends.reset_cache()
+    backends._make = lambda node: module.SimulatedBackend(node=node.name)
+    return module
+
+
+def _seed(count: int, nodes: int, cache_root: Path):
+    from accounts import testing
+    from models_repo import bootstrap
+    from models_repo.models import ModelConfig, ModelConfigVersion, Region, RuntimeEnvironment
+    from serving.models import Instance, Node, ResourceGroup, Revision, Service
+
+    bootstrap.run(demo=False, log=lambda line: None)
+    testing.ensure_presets()
+    owner = testing.make_tenant(name="scale")
+    region = Region.objects.get(name="ap-beijing")
+    group = ResourceGroup.objects.create(
+        tenant=owner.tenant, name="scale", region=region, kind="dedicated"
+    )
+    node_rows = Node.objects.bulk_create(
+        Node(
+            group=group,
+            name=f"sim-{i:03d}",
+            backend="process",
+            capacity_cpu_millicores=10**9,
+            capacity_memory_mib=10**9,
+        )
+        for i in range(nodes)
+    )
+    for node in node_rows:  # the model is in every node's cache: launches fetch nothing
+        (cache_root / node.name / DIGEST).mkdir(parents=True)
+    config = ModelConfig.objects.create(tenant=owner.tenant, name="scale", region=region)
+    version = ModelConfigVersion.objects.create(
+        tenant=owner.tenant,
+        config=config,
+        number=1,
+        runtime=RuntimeEnvironment.objects.get(tenant__isnull=True, name="angel"),
+        address="cos://scale/",
+        bucket="scale",
+        key_prefix="scale/",
+        manifest_digest=DIGEST,
+        validation_status="skipped",
+    )
+    services = Service.objects.bulk_create(
+        (
+            Service(
+                tenant=owner.tenant,
+                name=f"s{i:05d}",
+                service_id=f"ems-s{i:07d}",
+                region=region,
+                group=group,
+                config=config,
+                created_by=owner,
+            )
+            for i in range(count)
+        ),
+        batch_size=2000,
+    )
+    revisions = Revision.objects.bulk_create(
+        (Revision(service=s, number=1, version=version, cpu_millicores=1000, memory_mib=1024)
+         for s in services),
+        batch_size=2000,
+    )  # fmt: skip
+    for service, revision in zip(services, revisions, strict=True):
+        service.revision = revision
+    Service.objects.bulk_update(services, ["revision"], batch_size=2000)
+    Instance.objects.bulk_create(
+        (
+            Instance(
+                tenant=owner.tenant,
+                service=s,
+                revision=r,
+                node=node_rows[i % nodes],
+                instance_id=f"{s.service_id}-000001",
+                cpu_millicores=1000,
+                memory_mib=1024,
+            )
+            for i, (s, r) in enumerate(zip(services, revisions, strict=True))
+        ),
+        batch_size=2000,
+    )
+    per_node = {}
+    for i in range(count):
+        per_node[i % nodes] = per_node.get(i % nodes, 0) + 1
+    for index, n in per_node.items():
+        Node.objects.filter(pk=node_rows[index].pk).update(
+            claimed_cpu_millicores=1000 * n, claimed_memory_mib=1024 * n
+        )
+    return owner
+
+
+class Counter:
+    """Counts the queries of this thread's connection (lighter than capturing them)."""
+
+    def __init__(self):
+        self.n = 0
+
+    def __call__(self, execute, sql, params, many, context):
+        self.n += 1
+        return execute(sql, params, many, context)
+
+
+def _timed(fn):
+    from django.db import connection
+
+    counter = Counter()
+    with connection.execute_wrapper(counter):
+        start = time.perf_counter()
+        result = fn()
+        elapsed = time.perf_counter() - start
+    return elapsed, counter.n, result
+
+
+def _pages(owner, samples: int, services: int) -> dict:
+    from django.test import Client
+
+    middle = max(1, services // 50 // 2)
+
+    client = Client()
+    client.force_login(owner.user)
+    out = {}
+    for label, url in (
+        ("list page", "/services/"),
+        ("list page, a middle page", f"/services/?page={middle}"),
+        ("API list", "/api/v1/services/"),
+        ("API list, a middle page", f"/api/v1/services/?page={middle}"),
+    ):
+        client.get(url, secure=True)  # warm
+        times = []
+        for _ in range(samples):
+            start = time.perf_counter()
+            res = client.get(url, secure=True)
+            times.append((time.perf_counter() - start) * 1000)
+            assert res.status_code == 200, (url, res.status_code)
+        times.sort()
+        out[label] = {
+            "p50": statistics.median(times),
+            "p95": times[min(len(times) - 1, int(len(times) * 0.95))],
+        }
+    return out
+
+
+def measure(args) -> dict:
+    prefix = f"ems:cpbench:{os.getpid()}:"
+    connection, name, tmp = _django(Path(args.tree), prefix)
+    result = {"services": args.services, "nodes": args.nodes}
+    try:
+        _install_simulated()
+        from django.conf import settings
+
+        from serving import publish, reconciler
+        from serving.models import Instance, Service
+
+        start = time.perf_counter()
+        owner = _seed(args.services, args.nodes, settings.EMS_MODEL_CACHE_DIR)
+        result["seed_s"] = time.perf_counter() - start
+        store = publish.store()
+        for label in ("launch", "healthy", "steady"):
+            elapsed, queries, _ = _timed(reconciler.reconcile_all)
+            result[f"pass_{label}"] = {"s": elapsed, "queries": queries}
+            print(f"  pass {label}: {elapsed:.2f} s, {queries} queries", file=sys.stderr)
+        running = Instance.objects.filter(state="running").count()
+        normal = Service.objects.filter(status="Normal").count()
+        assert running == normal == args.services, (running, normal)
+        assert len(store.all()) == args.services
+
+        def publish_every():
+            if hasattr(publish, "publish_all"):
+                return publish.publish_all()
+            for service in Service.objects.live().order_by("pk"):
+                publish.publish_service(service)
+
+        store.r.delete(store.k_routes)
+        for label in ("empty store", "unchanged"):
+            elapsed, queries, _ = _timed(publish_every)
+            result[f"publish_{label}"] = {"s": elapsed, "queries": queries}
+            print(f"  publish {label}: {elapsed:.2f} s, {queries} queries", file=sys.stderr)
+        assert len(store.all()) == args.services
+        result["pages"] = _pages(owner, args.samples, args.services)
+        result["load"] = os.getloadavg()[0]
+    finally:
+        from serving import publish
+
+        try:
+            for key in publish.store().r.scan_iter(f"{prefix}*"):
+                publish.store().r.delete(key)
+        finally:
+            connection.creation.destroy_test_db(name, verbosity=0)
+            shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+# --------------------------------------------------------------------------- the two runs
+def _run(tree: Path, services: int, args) -> dict:
+    out = Path(tempfile.mkstemp(suffix=".json")[1])
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--measure",
+        "--tree", str(tree),
+        "--services", str(services),
+        "--nodes", str(args.nodes),
+        "--samples", str(args.samples),
+        "--out", str(out),
+    ]  # fmt: skip
+    subprocess.run(command, check=True, cwd=tree, timeout=3600)
+    try:
+        return json.loads(out.read_text())
+    finally:
+        out.unlink()
+
+
+def _fmt(row: dict | None, services: int, scaled_from: int | None = None) -> str:
+    if row is None:
+        return "-"
+    text = f"{row['s']:.2f} s ({row['queries']:,} queries)"
+    if scaled_from:
+        text += f" ≈ {row['s'] * services / scaled_from:.1f} s for {services:,}"
+    return text
+
+
+def report(base: dict | None, cur: dict, args) -> str:
+    from bench.report import markdown_table
+
+    n = cur["services"]
+    scaled = base["services"] if base and base["services"] != n else None
+    rows = []
+    for key, label, target in (
+        ("pass_launch", "reconcile pass: launch every service's instance", None),
+        ("pass_healthy", "reconcile pass: every instance AVAILABLE → Normal, routes", None),
+        ("pass_steady", "reconcile pass: nothing to do (what beat runs every 15 s)", BEAT_S),
+        ("publish_empty store", "route publication, all routes into an empty store", BEAT_S),
+        ("publish_unchanged", "route publication, nothing changed", BEAT_S),
+    ):
+        now = cur[key]["s"]
+        verdict = "-" if target is None else ("met" if now <= target else "NOT met")
+        rows.append(
+            [
+                label,
+                _fmt(base.get(key) if base else None, n, scaled),
+                _fmt(cur[key], n),
+                f"≤ {target:.0f} s" if target else "-",
+                verdict,
+            ]
+        )
+    for label, page in cur["pages"].items():
+        old = base["pages"].get(label) if base else None
+        rows.append(
+            [
+                label + f" ({base['services']:,} services)" if scaled else label,
+                f"p50 {old['p50']:.0f} ms, p95 {old['p95']:.0f} ms" if old else "-",
+                f"p50 {page['p50']:.0f} ms, p95 {page['p95']:.0f} ms",
+                f"p50 ≤ {PAGE_TARGET_MS:.0f} ms",
+                "met" if page["p50"] <= PAGE_TARGET_MS else "NOT met",
+            ]
+        )
+    head = [
+        "what",
+        f"baseline ({args.baseline_ref})" if base else "baseline",
+        "current",
+        "target",
+        "",
+    ]
+    loads = f"{base['load']:.2f} (baseline), " if base else ""
+    return (
+        f"Written by `python bench/controlplane_bench.py` on PostgreSQL and Redis: {n:,} "
+        f"services (1 replica each) of one tenant on {cur['nodes']} nodes of the scale harness "
+        "(`serving.backends.simulated`: instances start and stop instantly, in memory — what is "
+        "measured is the control plane: queries, route-store round trips, Python). Baseline and "
+        "current ran one after the other in this run, each in its own process and throw-away "
+        "database; page times are Django test-client requests (server time: middleware, "
+        f"queries, template; {args.samples} requests each). Load average at the end of each "
+        f"run: {loads}{cur['load']:.2f} (current) on 2 cores shared with other work.\n\n"
+        + markdown_table(head, rows)
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--services", type=int, default=10_000)
+    parser.add_argument("--nodes", type=int, default=100)
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--baseline-ref", default="06cddd1")
+    parser.add_argument("--baseline-services", type=int, default=None)
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--no-write", action="store_true", help="print, do not touch the doc")
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tree", default=str(ROOT), help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        Path(args.out).write_text(json.dumps(measure(args)))
+        return
+    base = None
+    if not args.no_baseline:
+        tree = Path(tempfile.mkdtemp(prefix="ems-cp-baseline-"))
+        try:
+            archive = subprocess.run(
+                ["git", "archive", args.baseline_ref], cwd=ROOT, check=True, capture_output=True
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+            print(f"baseline {args.baseline_ref}:", file=sys.stderr)
+            base = _run(tree, args.baseline_services or args.services, args)
+        finally:
+            shutil.rmtree(tree, ignore_errors=True)
+    print("current:", file=sys.stderr)
+    cur = _run(ROOT, args.services, args)
+    sys.path.insert(0, str(ROOT))
+    body = report(base, cur, args)
+    if not args.no_write:
+        from bench.report import write_section
+
+        write_section("Control plane at scale", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
