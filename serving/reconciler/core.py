@@ -6,6 +6,7 @@ import logging
 import time
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -178,22 +179,23 @@ class Pass:
             else:
                 self.fail(f"cannot start an instance: {exc.message}")
             return
-        self.set_instance(
-            instance,
-            state=Instance.STARTING,
-            backend_id=status.backend_id,
-            address=status.address,
-            started_at=status.started_at or timezone.now(),
-            last_message="",
-        )
-        if self.service.status == Service.WAITING:
-            self.set_service(status=Service.DEPLOYING)
-        events.emit(
-            self.service,
-            events.STARTED,
-            f"started on {node.name} at {status.address}",
-            instance=instance,
-        )
+        with transaction.atomic():  # the pass's writes of one step commit together
+            self.set_instance(
+                instance,
+                state=Instance.STARTING,
+                backend_id=status.backend_id,
+                address=status.address,
+                started_at=status.started_at or timezone.now(),
+                last_message="",
+            )
+            if self.service.status == Service.WAITING:
+                self.set_service(status=Service.DEPLOYING)
+            events.emit(
+                self.service,
+                events.STARTED,
+                f"started on {node.name} at {status.address}",
+                instance=instance,
+            )
 
     def retry_later(self, instance: Instance, message: str) -> None:
         self.set_instance(
@@ -220,9 +222,10 @@ class Pass:
             self.set_instance(instance, address=status.address)
         if instance.state == Instance.STARTING:
             if backend.health(status):
-                self.set_instance(instance, state=Instance.RUNNING, ready_at=timezone.now())
-                self.set_service(failures=0)
-                events.emit(self.service, events.HEALTHY, "model AVAILABLE", instance=instance)
+                with transaction.atomic():
+                    self.set_instance(instance, state=Instance.RUNNING, ready_at=timezone.now())
+                    self.set_service(failures=0)
+                    events.emit(self.service, events.HEALTHY, "model AVAILABLE", instance=instance)
             elif (timezone.now() - instance.started_at).total_seconds() > (
                 settings.EMS_SERVING_START_TIMEOUT
             ):
@@ -288,9 +291,10 @@ class Pass:
         stopped_at = (last.finished_at if last else None) or (
             timezone.now() if instance.started_at else None
         )
-        self.set_instance(instance, state=final_state, stopped_at=stopped_at)
-        scheduling.release(instance)
-        events.emit(self.service, events.STOPPED, f"instance {verb}", instance=instance)
+        with transaction.atomic():
+            self.set_instance(instance, state=final_state, stopped_at=stopped_at)
+            scheduling.release(instance)
+            events.emit(self.service, events.STOPPED, f"instance {verb}", instance=instance)
 
     # --- rollout and scale --------------------------------------------------------------------
     def new_instance(self) -> Instance | None:
@@ -373,7 +377,8 @@ class Pass:
             changes = {"status": status}
             if status in (Service.NORMAL, Service.STOPPED):
                 changes["message"] = ""
-            self.set_service(**changes)
-            events.emit(service, events.STATUS, f"{before} → {status}")
+            with transaction.atomic():
+                self.set_service(**changes)
+                events.emit(service, events.STATUS, f"{before} → {status}")
             self.changed = True
         return result

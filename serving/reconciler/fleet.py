@@ -17,9 +17,12 @@ node:
    without a lease or a write — a pass would have changed nothing. Every other service gets
    the full pass (``core.reconcile``, under its lease, reading the backends live), which uses
    the listing only to find orphans (each confirmed with ``inspect`` before it is removed);
-4. sweep every node from the same listing (instances unknown to the database, model cache GC)
+4. the services that need work get their full passes a few at a time (threads, each with its
+   own connection: ``EMS_SERVING_RECONCILE_THREADS``), so their committed writes and backend
+   calls overlap;
+5. then sweep every node from the same listing (instances unknown to the database, model cache GC)
    with two queries for all nodes;
-5. publish every route at once (``serving.publish.publish_all``): the repair a quiet pass did
+6. publish every route at once (``serving.publish.publish_all``): the repair a quiet pass did
    per service, now one read and one pipelined write of the store.
 
 The state a quiet service was judged on is read without its lease; a change made meanwhile
@@ -31,8 +34,11 @@ second), which takes them out of the routes and queues their service's pass.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
 
+from django.conf import settings
+from django.db import connection, connections
 from django.db.models import Q
 from django.utils import timezone
 
@@ -128,22 +134,58 @@ def reconcile_all() -> dict:
         "unhealthy_reason",
     ):  # fmt: skip
         by_service[instance.service_id].append(instance)
-    results = {}
+    results, work = {}, []
     now = timezone.now()
     for service in services:
         if quiet(service, by_service.get(service.pk, []), listing, now):
             results[service.pk] = IDLE
-            continue
-        try:
-            results[service.pk] = reconcile(service.pk, listing=listing)
-        except Exception:
-            log.exception("reconcile of service %s failed", service.pk)
-            results[service.pk] = "error"
+        else:
+            work.append(service.pk)
+    results.update(_passes(work, listing))
     sweep_nodes([n for n in nodes if n.is_active], listing)
     try:
         publish.publish_all()
     except Exception:  # a route store outage must never stop the reconciler
         log.exception("publishing every route failed")
+    return results
+
+
+def _one(service_pk: int, listing: Listing) -> str:
+    try:
+        return reconcile(service_pk, listing=listing)
+    except Exception:
+        log.exception("reconcile of service %s failed", service_pk)
+        return "error"
+
+
+def _passes(pks: list[int], listing: Listing) -> dict[int, str]:
+    """The full passes, ``EMS_SERVING_RECONCILE_THREADS`` at a time: each pass waits mostly on
+    its committed writes and the backends, so passes of different services (each under its
+    own lease) overlap those waits. Inside an outer transaction (tests on one connection)
+    other connections could not see its rows: one by one there."""
+    threads = min(settings.EMS_SERVING_RECONCILE_THREADS, len(pks))
+    if threads <= 1 or connection.in_atomic_block:
+        return {pk: _one(pk, listing) for pk in pks}
+    queue = iter(pks)
+    lock = threading.Lock()
+    results: dict[int, str] = {}
+
+    def work() -> None:
+        try:
+            while True:
+                with lock:
+                    pk = next(queue, None)
+                if pk is None:
+                    return
+                results[pk] = _one(pk, listing)
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    pool = [threading.Thread(target=work, name=f"reconcile-{i}") for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
     return results
 
 

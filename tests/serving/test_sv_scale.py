@@ -285,10 +285,30 @@ def test_publish_many_writes_only_over_the_record_it_read(store):
             ("ems-aaaa0003", 0, None),  # nothing to delete: skipped
         ]
     )
-    assert applied == 2
+    assert applied == 1
     assert store.get("ems-aaaa0001")["generation"] == newer
     assert store.get("ems-aaaa0001")["instances"][0]["url"].endswith(":2")
     assert store.get("ems-aaaa0002")["generation"] == store.generation() == newer + 1
     gen = store.get("ems-aaaa0002")["generation"]
     assert store.publish_many([("ems-aaaa0002", gen, None)]) == 1
     assert store.get("ems-aaaa0002") is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_services_with_work_are_reconciled_a_few_at_a_time(world, simulated, settings):
+    """On their own connections (threads), each under its own lease: every instance is
+    launched exactly once and every service ends Normal."""
+    settings.EMS_SERVING_RECONCILE_THREADS = 4
+    world(3)
+    pending = world(12, running=False)
+    results = reconciler.reconcile_all()
+    assert {results[s.pk] for s in pending} == {reconciler.PROGRESSING}
+    results = reconciler.reconcile_all()
+    assert set(results.values()) == {reconciler.IDLE}
+    assert Service.objects.filter(status=Service.NORMAL).count() == 15
+    listed = [s.instance_id for b in simulated.values() for s in b.list()]
+    assert len(listed) == len(set(listed)) == 15
+    assert sorted(listed) == sorted(
+        Instance.objects.filter(state=Instance.RUNNING).values_list("instance_id", flat=True)
+    )
+    assert not Service.objects.exclude(lease_owner="").exists()
