@@ -8,6 +8,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
 from accounts import authz, throttles
@@ -254,6 +255,12 @@ def invoke_payload(actor, service) -> dict:
     }
 
 
+class ServicePages(PageNumberPagination):
+    """The settings' page size; the page's keys first, then its rows (10,000 services)."""
+
+    django_paginator_class = selectors.KeysFirstPaginator
+
+
 # --- viewsets -------------------------------------------------------------------------------
 @extend_schema(tags=["serving"])
 class ResourceGroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
@@ -303,6 +310,7 @@ class ServiceViewSet(
 
     serializer_class = ServiceSerializer
     queryset = Service.objects.none()
+    pagination_class = ServicePages
     lookup_field = "service_id"
     lookup_value_regex = "ems-[a-z0-9]{8}"
     required_actions = {
