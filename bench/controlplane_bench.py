@@ -434,6 +434,9 @@ def report(base: dict | None, cur: dict, args) -> str:
     head = ["what", f"baseline ({args.baseline_ref})" if base else "baseline", "current",
             "target", ""]  # fmt: skip
     loads = f"{base['load']:.2f} (baseline), " if base else ""
+    when = (
+        " (two invocations minutes apart, `--report-from`)" if args.report_from else " in this run"
+    )
     sampled = (
         f"The baseline's passes and publications are per service, so they were timed on "
         f"{base['sample']} services and scaled to {n:,} (≈; plus its sweep of every node, "
@@ -458,14 +461,20 @@ def report(base: dict | None, cur: dict, args) -> str:
         f"in which all {n:,} services need work at once (a mass redeploy, a restored database) "
         f"takes ≈ {per_busy[0] * n / 1000:.0f} s on this machine — more than a beat period; "
         "what is left is picked up by the next pass and by the services' own reconcile tasks, "
-        "which workers run in parallel."
+        "which workers run in parallel.\n"
+        "- The list page and the API read a page in a fixed number of queries (pinned by the "
+        "same test): the count, the page's keys on the index `service_list` (tenant, newest "
+        "first, live only), then only those 50 rows with their joins, and (API) one count of "
+        "their running instances. What is left is Python — middleware, the door's policy "
+        "check, the template or the serializer of 50 rows — and, on 2 cores shared at this "
+        "load, the share of a core the request gets."
     )
     return (
         f"Written by `python bench/controlplane_bench.py` on PostgreSQL and Redis: {n:,} "
         f"services (1 replica each) of one tenant on {cur['nodes']} nodes of the scale harness "
         "(`serving.backends.simulated`: instances start and stop instantly, in memory — what is "
         "measured is the control plane: queries, route-store round trips, Python). Baseline and "
-        "current ran one after the other in this run, each in its own process and throw-away "
+        f"current ran one after the other{when}, each in its own process and throw-away "
         f"database. {sampled}Page times are Django test-client requests (server time: "
         f"middleware, queries, template; {args.samples} requests each; CPU: the portal process's "
         "own CPU time per request, p50 — the database's is not in it). Load average at the end "
