@@ -125,6 +125,16 @@ class RouteStore:
     def all(self) -> dict[str, Route]:
         raise NotImplementedError
 
+    def publish_many(self, changes: Iterable[tuple[str, int, Route | None]]) -> int:
+        """Many publishes and deletes at once: ``(service id, expected generation, route or
+        None to delete)``. Each is applied only when the service's stored record still has the
+        expected generation (0: no record), so a route published by someone else after the
+        caller read the store is never overwritten with an older one (a delete of a record that
+        is not there is skipped). Each applied change gets
+        its own generation and notification, in order, as ``publish`` would give it. Returns
+        the number applied."""
+        raise NotImplementedError
+
     def generation(self) -> int:
         """The store's current generation (the last publish or delete)."""
         raise NotImplementedError
@@ -268,6 +278,33 @@ class FileRouteStore(RouteStore):
     def delete(self, service_id: str) -> int:
         return self._change(service_id, None)
 
+    def publish_many(self, changes: Iterable[tuple[str, int, Route | None]]) -> int:
+        items = [(sid, expected, None if r is None else _stamp(r)) for sid, expected, r in changes]
+        if not items:
+            return 0
+        with open(self.lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            doc = self._read()
+            gen = int(doc.get("generation", 0))
+            routes = doc.setdefault("routes", {})
+            applied = 0
+            for sid, expected, body in items:
+                have = routes.get(sid)
+                if int((have or {}).get("generation", 0)) != expected:
+                    continue
+                if body is None and have is None:
+                    continue  # nothing to delete
+                gen += 1
+                applied += 1
+                if body is None:
+                    routes.pop(sid, None)
+                else:
+                    routes[sid] = dict(json.loads(body), generation=gen)
+            if applied:
+                doc["generation"] = gen
+                self._write_json(self.path, doc)
+            return applied
+
     def get(self, service_id: str) -> Route | None:
         return self._read()["routes"].get(service_id)
 
@@ -351,6 +388,33 @@ return gen
 """
 
 
+# The batch of ``publish_many``: ARGV[1] the channel, then (service id, expected generation,
+# JSON with "generation":0 or "" to delete) per change; each applied only when the stored
+# record's generation is the expected one (0: none). Returns how many were applied.
+_CHANGE_MANY_LUA = """
+local applied = 0
+for i = 2, #ARGV, 3 do
+  local sid, expected, doc = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  local current = redis.call('HGET', KEYS[1], sid)
+  local have = 0
+  if current then have = tonumber(string.match(current, '"generation":(%d+)')) or -1 end
+  if have == expected and (doc ~= '' or current) then
+    local gen = redis.call('INCR', KEYS[2])
+    if doc == '' then
+      redis.call('HDEL', KEYS[1], sid)
+    else
+      doc = string.gsub(doc, '"generation":0', '"generation":' .. gen, 1)
+      redis.call('HSET', KEYS[1], sid, doc)
+    end
+    redis.call('PUBLISH', ARGV[1], gen .. ' ' .. sid)
+    applied = applied + 1
+  end
+end
+return applied
+"""
+MANY_CHUNK = 500  # changes per script call (Redis runs a script alone: keep each one short)
+
+
 class RedisRouteStore(RouteStore):
     """Routes in Redis, change notifications over pub/sub (see the module docstring)."""
 
@@ -368,6 +432,7 @@ class RedisRouteStore(RouteStore):
         self.k_wake = prefix + "wake"
         self.r = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._change = self.r.register_script(_CHANGE_LUA)
+        self._change_many = self.r.register_script(_CHANGE_MANY_LUA)
 
     def publish(self, route: Route) -> int:
         doc = _stamp(route)
@@ -377,6 +442,19 @@ class RedisRouteStore(RouteStore):
     def delete(self, service_id: str) -> int:
         keys = [self.k_routes, self.k_gen]
         return int(self._change(keys=keys, args=[self.k_channel, service_id, ""]))
+
+    def publish_many(self, changes: Iterable[tuple[str, int, Route | None]]) -> int:
+        items = [(sid, expected, "" if r is None else _stamp(r)) for sid, expected, r in changes]
+        if not items:
+            return 0
+        keys = [self.k_routes, self.k_gen]
+        pipe = self.r.pipeline(transaction=False)  # every chunk in one round trip
+        for start in range(0, len(items), MANY_CHUNK):
+            args: list[Any] = [self.k_channel]
+            for sid, expected, body in items[start : start + MANY_CHUNK]:
+                args += [sid, int(expected), body]
+            self._change_many(keys=keys, args=args, client=pipe)
+        return sum(int(n) for n in pipe.execute())
 
     def get(self, service_id: str) -> Route | None:
         raw = self.r.hget(self.k_routes, service_id)

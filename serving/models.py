@@ -283,6 +283,14 @@ class Service(TenantOwnedModel):
 
     class Meta:
         ordering = ["tenant_id", "-created_at"]
+        indexes = [
+            # the service list (page and API): a tenant's live services, newest first
+            models.Index(
+                fields=["tenant", "-created_at"],
+                condition=Q(deleted_at__isnull=True),
+                name="service_list",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["tenant", "name"],

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from gateway.routes import RouteStore, make_route, open_store
-from serving.models import Instance, Service
+from serving.models import Instance, Service, ServiceToken
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +50,20 @@ def reset_stores() -> None:
 
 def live_tokens(service) -> tuple[list[str], dict[str, float]]:
     """The hashes the route accepts now, with the expiries of those in their grace period."""
+    rows = service.tokens.filter(revoked_at__isnull=True).order_by("-created_at", "-pk")
+    return _token_fields(rows.values_list("sha256", "not_after"))
+
+
+def _token_fields(rows) -> tuple[list[str], dict[str, float]]:
+    """``rows``: (sha256, not_after) of unrevoked tokens, newest first."""
     now = timezone.now()
     hashes, not_after = [], {}
-    for token in service.tokens.filter(revoked_at__isnull=True).order_by("-created_at", "-pk"):
-        if token.not_after is not None:
-            if token.not_after <= now:
+    for sha256, until in rows:
+        if until is not None:
+            if until <= now:
                 continue
-            not_after[token.sha256] = token.not_after.timestamp()
-        hashes.append(token.sha256)
+            not_after[sha256] = until.timestamp()
+        hashes.append(sha256)
     return hashes, not_after
 
 
@@ -70,17 +76,26 @@ def route_for(service, *, exclude: set[str] | frozenset = frozenset()) -> dict |
         or service.kind == Service.BATCH
     ):
         return None
-    instances = []
+    running = []
     if service.desired == Service.RUN:
-        running = service.instances.filter(state=Instance.RUNNING, unhealthy_reason="").exclude(
-            address=""
-        )
-        for instance in running.order_by("created_at", "pk"):
-            if instance.instance_id not in exclude:
-                instances.append(
-                    {"id": instance.instance_id, "url": instance.address, "state": "healthy"}
-                )
-    hashes, not_after = live_tokens(service) if service.auth_enabled else ([], {})
+        running = _routable(service.instances.all()).values_list("instance_id", "address")
+    tokens = live_tokens(service) if service.auth_enabled else ([], {})
+    return _route(service, [i for i in running if i[0] not in exclude], tokens)
+
+
+def _routable(instances):
+    """Running instances the health probe has not taken out, in route order."""
+    return (
+        instances.filter(state=Instance.RUNNING, unhealthy_reason="")
+        .exclude(address="")
+        .order_by("created_at", "pk")
+    )
+
+
+def _route(service, running, tokens) -> dict:
+    """The record from the service's row (tenant loaded), its routable instances as
+    ``(instance id, address)`` and its live tokens (``_token_fields``)."""
+    hashes, not_after = tokens
     if service.auth_enabled and not hashes:
         # auth on and every token revoked: a hash with no known preimage, so every caller
         # gets 401 (and the record stays the same from pass to pass)
@@ -92,7 +107,7 @@ def route_for(service, *, exclude: set[str] | frozenset = frozenset()) -> dict |
         auth=service.auth_enabled,
         token_sha256=hashes,
         token_not_after=not_after,
-        instances=instances,
+        instances=[{"id": iid, "url": url, "state": "healthy"} for iid, url in running],
         wake=scales_to_zero(service),
         # a suspended tenant's endpoints answer 403 with the reason, at the gateway
         refuse=tenant.suspension_message if tenant.is_suspended else "",
@@ -116,7 +131,7 @@ def publish_service(service, *, exclude=frozenset(), force: bool = False) -> int
 
     Raises the store's errors (the hook seam logs them; the next pass publishes again).
     """
-    service = Service.objects.get(pk=service.pk)
+    service = Service.objects.select_related("tenant").get(pk=service.pk)
     target = store()
     route = route_for(service, exclude=set(exclude))
     current = target.get(service.service_id)
@@ -127,6 +142,56 @@ def publish_service(service, *, exclude=frozenset(), force: bool = False) -> int
     if not force and current is not None and _equivalent(current, route):
         return current.get("generation", target.generation())
     return target.publish(route)
+
+
+def publish_all() -> dict[str, int]:
+    """Every service's route at once (beat's pass over every service ends with it; it repairs
+    any route an earlier publish failed to write). A fixed number of queries — services with
+    their tenants, routable instances, live tokens — and one read and one pipelined write of
+    the store, whatever the number of services. Only records that differ are written, each on
+    the condition that the store still holds the record read first (``publish_many``): the
+    store is read *before* the database, so a route another pass publishes meanwhile is
+    newer than this one's view and is left alone. Returns counts (``written``, ``deleted``,
+    ``unchanged``)."""
+    target = store()
+    stored = target.all()
+    services = list(
+        Service.objects.filter(deleted_at__isnull=True)
+        .exclude(desired=Service.DELETE)
+        .exclude(kind=Service.BATCH)  # a batch job's instances are never behind a gateway
+        .select_related("tenant")
+        .order_by("pk")
+    )
+    running: dict[int, list] = {}
+    rows = _routable(
+        Instance.objects.filter(service__deleted_at__isnull=True, service__desired=Service.RUN)
+    )
+    for service_pk, iid, address in rows.values_list("service_id", "instance_id", "address"):
+        running.setdefault(service_pk, []).append((iid, address))
+    tokens: dict[int, list] = {}
+    live = ServiceToken.objects.filter(
+        revoked_at__isnull=True, service__auth_enabled=True, service__deleted_at__isnull=True
+    ).order_by("service_id", "-created_at", "-pk")
+    for service_pk, sha256, until in live.values_list("service_id", "sha256", "not_after"):
+        tokens.setdefault(service_pk, []).append((sha256, until))
+    changes, unchanged, wanted = [], 0, set()
+    for service in services:
+        wanted.add(service.service_id)
+        hashes = _token_fields(tokens.get(service.pk, ())) if service.auth_enabled else ([], {})
+        route = _route(service, running.get(service.pk, ()), hashes)
+        current = stored.get(service.service_id)
+        if current is not None and _equivalent(current, route):
+            unchanged += 1
+            continue
+        changes.append((service.service_id, int((current or {}).get("generation", 0)), route))
+    written = len(changes)
+    # routes of services deleted (or being deleted) since: removed
+    strays = [sid for sid in stored if sid not in wanted]
+    gone = Service.objects.filter(service_id__in=strays).values_list("service_id", flat=True)
+    for sid in gone:
+        changes.append((sid, int(stored[sid].get("generation", 0)), None))
+    target.publish_many(changes)
+    return {"written": written, "deleted": len(changes) - written, "unchanged": unchanged}
 
 
 def _equivalent(current: dict, route: dict) -> bool:

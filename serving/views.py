@@ -62,7 +62,7 @@ def service_list(request):
         .select_related("config", "group", "revision__version")
         .order_by("-created_at")
     )
-    page = Paginator(rows, SERVICES_PER_PAGE).get_page(request.GET.get("page"))
+    page = selectors.KeysFirstPaginator(rows, SERVICES_PER_PAGE).get_page(request.GET.get("page"))
     context = {
         "services": page,
         "configs_exist": ModelConfig.objects.for_actor(actor, "ems:DescribeModelConfigs").exists(),

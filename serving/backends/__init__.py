@@ -2,11 +2,17 @@
 
 ``for_node(node)`` gives the backend of a node (``Node.backend``: ``docker`` or ``process``);
 backends are cached per process and node because a docker client holds a connection pool.
+
+``override(factory)`` makes every node's backend ``factory(node)`` until the block ends — for
+the scale harness only (``serving.backends.simulated``: the benchmark and the query-count
+tests); no setting selects it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable, Iterator
 
 from serving.backends.base import (
     Backend,
@@ -23,11 +29,13 @@ __all__ = [
     "InstanceStats",
     "InstanceStatus",
     "for_node",
+    "override",
     "reset_cache",
 ]
 
 _lock = threading.Lock()
 _cache: dict[tuple, Backend] = {}
+_override: Callable[[object], Backend] | None = None
 
 
 def _key(node) -> tuple:
@@ -52,6 +60,8 @@ def for_node(node) -> Backend:
 
 
 def _make(node) -> Backend:
+    if _override is not None:
+        return _override(node)
     if node.backend == "docker":
         from serving.backends.docker import DockerBackend
         from serving.nodes import tls_of
@@ -82,3 +92,16 @@ def reset_cache() -> None:
         for backend in _cache.values():
             backend.close()
         _cache.clear()
+
+
+@contextlib.contextmanager
+def override(factory: Callable[[object], Backend]) -> Iterator[None]:
+    """Every node's backend is ``factory(node)`` inside the block (the scale harness)."""
+    global _override
+    reset_cache()
+    _override = factory
+    try:
+        yield
+    finally:
+        _override = None
+        reset_cache()

@@ -24,10 +24,12 @@ ids), then
    route when anything it depends on changed (and repairs it after a quiet pass).
 
 ``sweep_node(node)`` removes every labelled container of a node unknown to the database and
-garbage-collects the node's model cache; beat runs ``reconcile_all`` periodically.
+garbage-collects the node's model cache; beat runs ``reconcile_all`` periodically
+(``serving.reconciler.fleet``: every node listed once, services that need nothing found
+without a query each, then every route published at once).
 """
 
 from serving.reconciler.core import BUSY, IDLE, PROGRESSING, reconcile
-from serving.reconciler.sweep import reconcile_all, sweep_node
+from serving.reconciler.fleet import reconcile_all, sweep_node
 
 __all__ = ["BUSY", "IDLE", "PROGRESSING", "reconcile", "reconcile_all", "sweep_node"]

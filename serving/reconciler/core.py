@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -27,18 +29,20 @@ class LeaseLost(Exception):
     idempotent; the holder finishes the work)."""
 
 
-def reconcile(service_pk: int) -> str:
+def reconcile(service_pk: int, *, listing=None) -> str:
     """One pass for one service; returns BUSY (another pass holds the lease), PROGRESSING (call
-    again soon: instances are starting or stopping) or IDLE."""
+    again soon: instances are starting or stopping) or IDLE. ``listing``: the nodes' instances
+    as ``reconcile_all`` listed them once for every service (``serving.reconciler.fleet``)."""
+    taken_at = time.monotonic()
     owner = support.take_lease(service_pk)
     if owner is None:
         return BUSY
     try:
-        with support.Heartbeat(service_pk, owner) as heartbeat:
+        with support.Heartbeat(service_pk, owner, taken_at=taken_at) as heartbeat:
             service = Service.objects.select_related("group", "region", "tenant", "revision").get(
                 pk=service_pk
             )
-            run = Pass(service, owner, heartbeat)
+            run = Pass(service, owner, heartbeat, listing=listing)
             result = run.execute()
     except Service.DoesNotExist:
         return IDLE
@@ -53,19 +57,27 @@ def reconcile(service_pk: int) -> str:
 
 
 class Pass:
-    def __init__(self, service: Service, owner: str, heartbeat=None):
+    def __init__(self, service: Service, owner: str, heartbeat=None, *, listing=None):
         self.service = service
         self.owner = owner
         self.heartbeat = heartbeat
+        self.listing = listing
         self.changed = False
         self.now = timezone.now()
 
     # --- helpers ------------------------------------------------------------------------------
     def keep_lease(self) -> None:
         """Renew the lease before a step; stop the pass when it is no longer ours."""
-        lost = self.heartbeat is not None and self.heartbeat.lost
-        if lost or not support.renew_lease(self.service.pk, self.owner):
+        heartbeat = self.heartbeat
+        if heartbeat is not None and heartbeat.lost:
             raise LeaseLost(self.service.pk)
+        if heartbeat is not None and heartbeat.fresh():
+            return  # confirmed moments ago: nobody else can hold it yet
+        sent_at = time.monotonic()
+        if not support.renew_lease(self.service.pk, self.owner):
+            raise LeaseLost(self.service.pk)
+        if heartbeat is not None:
+            heartbeat.confirm(sent_at)
 
     def instances(self, states) -> list[Instance]:
         return list(
@@ -119,19 +131,26 @@ class Pass:
 
     def remove_orphans(self, live: list[Instance]) -> None:
         known = {instance.instance_id for instance in live}
-        nodes = {n.pk: n for n in self.service.group.nodes.all()}
+        listing, sid = self.listing, self.service.service_id
+        group_nodes = listing.group_nodes(self.service.group_id) if listing else None
+        if group_nodes is None:
+            group_nodes = list(self.service.group.nodes.all())
+        nodes = {n.pk: n for n in group_nodes}
         nodes.update({instance.node_id: instance.node for instance in live})
         for node in nodes.values():
             if node.state == Node.DOWN:
                 continue  # its engine does not answer; the node sweep cleans up when it does
             try:
                 backend = for_node(node)
-                found = backend.list({LABEL_SERVICE: self.service.service_id})
+                listed = listing.of_service(node, sid) if listing else None
+                statuses = backend.list({LABEL_SERVICE: sid}) if listed is None else listed
             except BackendError as exc:
                 log.warning("listing node %s failed: %s", node.name, exc.message)
                 continue
-            for status in found:
+            for status in statuses:
                 if status.instance_id not in known:
+                    if listed is not None and backend.inspect(status.instance_id).state == MISSING:
+                        continue  # listed before this pass, gone since (stopped by a pass)
                     backend.stop(status.instance_id, grace=0)
                     events.emit(
                         self.service,
@@ -174,22 +193,23 @@ class Pass:
             else:
                 self.fail(f"cannot start an instance: {exc.message}")
             return
-        self.set_instance(
-            instance,
-            state=Instance.STARTING,
-            backend_id=status.backend_id,
-            address=status.address,
-            started_at=status.started_at or timezone.now(),
-            last_message="",
-        )
-        if self.service.status == Service.WAITING:
-            self.set_service(status=Service.DEPLOYING)
-        events.emit(
-            self.service,
-            events.STARTED,
-            f"started on {node.name} at {status.address}",
-            instance=instance,
-        )
+        with transaction.atomic():  # the pass's writes of one step commit together
+            self.set_instance(
+                instance,
+                state=Instance.STARTING,
+                backend_id=status.backend_id,
+                address=status.address,
+                started_at=status.started_at or timezone.now(),
+                last_message="",
+            )
+            if self.service.status == Service.WAITING:
+                self.set_service(status=Service.DEPLOYING)
+            events.emit(
+                self.service,
+                events.STARTED,
+                f"started on {node.name} at {status.address}",
+                instance=instance,
+            )
 
     def retry_later(self, instance: Instance, message: str) -> None:
         self.set_instance(
@@ -221,9 +241,10 @@ class Pass:
             self.set_instance(instance, address=status.address)
         if instance.state == Instance.STARTING:
             if backend.health(status):
-                self.set_instance(instance, state=Instance.RUNNING, ready_at=timezone.now())
-                self.set_service(failures=0)
-                events.emit(self.service, events.HEALTHY, "model AVAILABLE", instance=instance)
+                with transaction.atomic():
+                    self.set_instance(instance, state=Instance.RUNNING, ready_at=timezone.now())
+                    self.set_service(failures=0)
+                    events.emit(self.service, events.HEALTHY, "model AVAILABLE", instance=instance)
             elif (timezone.now() - instance.started_at).total_seconds() > (
                 settings.EMS_SERVING_START_TIMEOUT
             ):
@@ -324,9 +345,10 @@ class Pass:
         stopped_at = (last.finished_at if last else None) or (
             timezone.now() if instance.started_at else None
         )
-        self.set_instance(instance, state=final_state, stopped_at=stopped_at)
-        scheduling.release(instance)
-        events.emit(self.service, events.STOPPED, f"instance {verb}", instance=instance)
+        with transaction.atomic():
+            self.set_instance(instance, state=final_state, stopped_at=stopped_at)
+            scheduling.release(instance)
+            events.emit(self.service, events.STOPPED, f"instance {verb}", instance=instance)
 
     # --- rollout and scale --------------------------------------------------------------------
     def new_instance(self) -> Instance | None:
@@ -411,40 +433,13 @@ class Pass:
         service = self.service
         live = self.instances(Instance.LIVE)
         before = service.status
-        busy = any(
-            i.state in (Instance.PENDING, Instance.STARTING, Instance.STOPPING) for i in live
-        )
-        if service.desired != Service.RUN:
-            status = Service.STOPPING if live else Service.STOPPED
-        elif service.status == Service.FAILED:
-            status = Service.FAILED
-        else:
-            current = [i for i in live if i.revision_id == service.revision_id]
-            old = [i for i in live if i.revision_id != service.revision_id]
-            ready = [i for i in current if i.state == Instance.RUNNING]
-            if not old and len(ready) == service.replicas == len(current):
-                status = Service.NORMAL
-            elif old:
-                status = Service.UPDATING
-            elif service.failures:
-                status = Service.ABNORMAL
-            elif before == Service.NORMAL and ready:
-                status = Service.NORMAL  # scaling out (or in) while serving stays Normal
-            elif before in (Service.WAITING, Service.NORMAL, Service.ABNORMAL):
-                status = (
-                    Service.DEPLOYING
-                    if any(i.state != Instance.PENDING for i in current)
-                    or before != Service.WAITING
-                    else Service.WAITING
-                )
-            else:
-                status = before
+        status, result = support.derive_status(service, live)
         if status != before:
             changes = {"status": status}
             if status in (Service.NORMAL, Service.STOPPED):
                 changes["message"] = ""
-            self.set_service(**changes)
-            events.emit(service, events.STATUS, f"{before} → {status}")
+            with transaction.atomic():
+                self.set_service(**changes)
+                events.emit(service, events.STATUS, f"{before} → {status}")
             self.changed = True
-        pending_retry = any(i.state == Instance.PENDING for i in live)
-        return PROGRESSING if (busy or pending_retry) and status != Service.FAILED else IDLE
+        return result

@@ -7,6 +7,7 @@ import datetime as dt
 import functools
 import logging
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -121,14 +122,29 @@ class Heartbeat:
     ``lost`` is set and the pass stops at its next step.
 
     Inside an outer transaction (tests on one connection) another connection could not see the
-    lease row, so no thread is started there; the pass's own renewals still run."""
+    lease row, so no thread is started there; the pass's own renewals still run.
 
-    def __init__(self, service_pk: int, owner: str):
+    ``fresh()``: the lease was confirmed (taken or renewed) so recently that at least two thirds
+    of it are left — no other pass can hold it before it runs out, so a step may start without
+    one more renewal (a pass with one instance per service would otherwise renew once per
+    instance). ``taken_at``: ``time.monotonic()`` read just before the lease was taken."""
+
+    def __init__(self, service_pk: int, owner: str, *, taken_at: float | None = None):
         self.service_pk, self.owner = service_pk, owner
         self.every = max(0.5, lease_seconds() / 3)
         self.lost = False
+        self.confirmed_until = 0.0
+        if taken_at is not None:
+            self.confirm(taken_at)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def confirm(self, sent_at: float) -> None:
+        """A renewal sent at ``sent_at`` (monotonic) succeeded."""
+        self.confirmed_until = max(self.confirmed_until, sent_at + lease_seconds())
+
+    def fresh(self) -> bool:
+        return time.monotonic() < self.confirmed_until - 2 * lease_seconds() / 3
 
     def __enter__(self) -> Heartbeat:
         if not connection.in_atomic_block:
@@ -147,7 +163,10 @@ class Heartbeat:
         try:
             while not self._stop.wait(self.every):
                 try:
-                    if not renew_lease(self.service_pk, self.owner):
+                    sent_at = time.monotonic()
+                    if renew_lease(self.service_pk, self.owner):
+                        self.confirm(sent_at)
+                    else:
                         self.lost = True
                         log.warning("lost the reconcile lease of service %s", self.service_pk)
                         return
@@ -163,3 +182,37 @@ def backoff(failures: int) -> dt.timedelta:
 
 def max_failures() -> int:
     return settings.EMS_SERVING_MAX_FAILURES
+
+
+def derive_status(service: Service, live: list[Instance]) -> tuple[str, str]:
+    """The status a pass leaves the service in, from its live instances, and the pass's result
+    (``progressing`` while instances start, stop or wait for their backoff, else ``idle``)."""
+    before = service.status
+    busy = any(i.state in (Instance.PENDING, Instance.STARTING, Instance.STOPPING) for i in live)
+    if service.desired != Service.RUN:
+        status = Service.STOPPING if live else Service.STOPPED
+    elif service.status == Service.FAILED:
+        status = Service.FAILED
+    else:
+        current = [i for i in live if i.revision_id == service.revision_id]
+        old = [i for i in live if i.revision_id != service.revision_id]
+        ready = [i for i in current if i.state == Instance.RUNNING]
+        if not old and len(ready) == service.replicas == len(current):
+            status = Service.NORMAL
+        elif old:
+            status = Service.UPDATING
+        elif service.failures:
+            status = Service.ABNORMAL
+        elif before == Service.NORMAL and ready:
+            status = Service.NORMAL  # scaling out (or in) while serving stays Normal
+        elif before in (Service.WAITING, Service.NORMAL, Service.ABNORMAL):
+            status = (
+                Service.DEPLOYING
+                if any(i.state != Instance.PENDING for i in current) or before != Service.WAITING
+                else Service.WAITING
+            )
+        else:
+            status = before
+    pending_retry = any(i.state == Instance.PENDING for i in live)
+    progressing = (busy or pending_retry) and status != Service.FAILED
+    return status, ("progressing" if progressing else "idle")
