@@ -207,8 +207,12 @@ EMS_SERVING_STOP_GRACE = env.int("EMS_SERVING_STOP_GRACE", 10, minimum=0, maximu
 # A reconcile pass's lease on its service: short, renewed by a heartbeat while the pass lives,
 # so a service whose worker was killed is picked up again within this many seconds.
 EMS_SERVING_LEASE_SECONDS = env.int("EMS_SERVING_LEASE_SECONDS", 8, minimum=3, maximum=600)
-# reconcile_all: how many services that need work it reconciles at once (threads)
-EMS_SERVING_RECONCILE_THREADS = env.int("EMS_SERVING_RECONCILE_THREADS", 8, minimum=1, maximum=64)
+# reconcile_all: how many services that need work it reconciles at once (threads). SQLite takes
+# one writer at a time, so the embedded default reconciles one by one unless told otherwise.
+_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+EMS_SERVING_RECONCILE_THREADS = env.int(
+    "EMS_SERVING_RECONCILE_THREADS", 1 if _SQLITE else 8, minimum=1, maximum=64
+)
 # Health of running instances (serving.health): the runtime's model status probed every
 # INTERVAL seconds with TIMEOUT_MS; THRESHOLD failures in a row take an instance out of the routes
 # and replace it. An instance the engine reports exited or paused leaves at the first probe.
