@@ -12,11 +12,12 @@ Output lines: one per input line, in order — the prediction (compact JSON) or
 from __future__ import annotations
 
 import http.client
-import json
 import threading
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
+
+import orjson  # the runtime server's JSON library (runtimes/requirements.txt): C speed per line
 
 MODEL_NAME = "m"
 CHUNK = 1 << 16
@@ -56,7 +57,7 @@ def count_lines(stream) -> int:
 def json_items(data: bytes, name: str) -> list:
     """The instances of a ``.json`` input file."""
     try:
-        value = json.loads(data)
+        value = orjson.loads(data)
     except ValueError as exc:
         raise BadInputFile(f"{name} is not valid JSON ({exc}).") from None
     if isinstance(value, dict) and isinstance(value.get("instances"), list):
@@ -75,7 +76,7 @@ def parse_line(raw: bytes, number: int):
     if not text:
         return _BAD, f"line {number} is empty"
     try:
-        json.loads(text)
+        orjson.loads(text)
     except ValueError as exc:
         return _BAD, f"line {number} is not JSON: {exc}"
     return bytes(text), None
@@ -98,7 +99,7 @@ def read_part(storage, bucket: str, key: str, fmt: str, start: int, end: int) ->
 
 
 def _compact(value) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+    return orjson.dumps(value)
 
 
 def is_bad(value) -> bool:
@@ -147,7 +148,7 @@ def post_predict(address: str, body: bytes, *, timeout: float = 120.0) -> tuple[
                 raise Unavailable(f"{address}: {type(exc).__name__}: {exc}") from None
             continue
         try:
-            return response.status, json.loads(data or b"{}")
+            return response.status, orjson.loads(data or b"{}")
         except ValueError:
             return response.status, {"error": data[:500].decode(errors="replace")}
     raise Unavailable(address)  # not reached
@@ -218,8 +219,8 @@ class Predictor:
 
 def output_line(prediction, error: str | None) -> bytes:
     if error is not None:
-        return json.dumps({"error": error}, separators=(",", ":")).encode() + b"\n"
-    return json.dumps(prediction, separators=(",", ":")).encode() + b"\n"
+        return orjson.dumps({"error": error}) + b"\n"
+    return orjson.dumps(prediction) + b"\n"
 
 
 # --- assembly -----------------------------------------------------------------------------------
