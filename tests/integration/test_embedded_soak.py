@@ -231,11 +231,14 @@ def test_embedded_default_survives_a_soak_on_saturated_cpus(tmp_path):
     started = time.monotonic()
     data = tmp_path / "data"
     data.mkdir(mode=0o755)
-    web_port, gateway_port = free_port(), free_port()
+    # three free ports: left unset, the admin listener takes the gateway's port + 1, which
+    # another process (the web, a runtime) may hold
+    web_port, gateway_port, admin_port = free_port(), free_port(), free_port()
     env = clean_env(
         data,
         EMS_WEB_BIND=f"127.0.0.1:{web_port}",
         EMS_GATEWAY_BIND=f"127.0.0.1:{gateway_port}",
+        EMS_GATEWAY_ADMIN_BIND=f"127.0.0.1:{admin_port}",
         EMS_GATEWAY_URL=f"http://127.0.0.1:{gateway_port}",
         EMS_RUNTIME_BACKEND="process",
         EMS_STORAGE_BACKEND="local",
