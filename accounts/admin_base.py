@@ -7,13 +7,17 @@
   never a 500); no bulk delete. ``ThroughServicesAdmin`` adds: add/change through
   ``ServiceForm``.
 - ``operator_actor(request, tenant)``: the operator acting inside ``tenant``.
+- ``log_operator``: what an operator did through a service (a deletion, an action such as a
+  node's drain) goes in the admin's history like the admin's own saves.
 """
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.admin.utils import unquote
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import Http404
@@ -68,6 +72,19 @@ class ServiceForm(forms.ModelForm):
         return None
 
 
+def log_operator(request, obj, message: str, *, flag=CHANGE, pk=None, label=None) -> None:
+    """One row of the admin's history (``LogEntry``: user, time, object, message) for an
+    operator's action that went through a service rather than the admin's own save/delete."""
+    LogEntry.objects.create(
+        user_id=request.user.pk,
+        content_type=ContentType.objects.get_for_model(obj, for_concrete_model=False),
+        object_id=str(obj.pk if pk is None else pk),
+        object_repr=(str(obj) if label is None else label)[:200],
+        action_flag=flag,
+        change_message=message,
+    )
+
+
 class DeleteThroughServices(admin.ModelAdmin):
     """Deleting calls ``delete_through`` (a service); its refusal is a message on the object's
     page, never a 500. No bulk delete (each deletion is its own service call)."""
@@ -89,6 +106,7 @@ class DeleteThroughServices(admin.ModelAdmin):
         if not self.has_delete_permission(request, obj):
             raise PermissionDenied
         opts = self.model._meta
+        pk, label = obj.pk, str(obj)
         try:
             self.delete_through(request, obj)
         except ValidationError as exc:
@@ -96,6 +114,7 @@ class DeleteThroughServices(admin.ModelAdmin):
             return redirect(
                 reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
             )
+        log_operator(request, obj, "deleted", flag=DELETION, pk=pk, label=label)
         self.message_user(request, f"Deleted {opts.verbose_name} “{obj}”.", messages.SUCCESS)
         return redirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
 

@@ -8,7 +8,12 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
 from accounts.actor import PlatformActor
-from accounts.admin_base import DeleteThroughServices, ServiceForm, ThroughServicesAdmin
+from accounts.admin_base import (
+    DeleteThroughServices,
+    ServiceForm,
+    ThroughServicesAdmin,
+    log_operator,
+)
 from serving import nodes, services
 from serving.models import Instance, Node, ResourceGroup, Revision, Service, ServiceEvent
 from serving.tasks import reconcile_service
@@ -128,12 +133,16 @@ class NodeAdmin(ThroughServicesAdmin):
         return node.instances.filter(state__in=Instance.LIVE).count()
 
     def _each(self, request, queryset, verb, call):
+        """Each node's own service call; what succeeded goes in the admin's history (who,
+        when, what: the operator audit trail, beside the add that the change form logs)."""
         for node in queryset:
+            pk, label = node.pk, str(node)  # a removed node's pk is None after the call
             try:
                 call(node)
             except nodes.NodeError as exc:
                 self.message_user(request, f"{node.name}: {exc.message}", messages.ERROR)
             else:
+                log_operator(request, node, verb, pk=pk, label=label)
                 self.message_user(request, f"{node.name}: {verb}.", messages.SUCCESS)
 
     @admin.action(description="Read the capacity from the engine again")

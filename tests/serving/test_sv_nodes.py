@@ -158,3 +158,16 @@ def test_the_node_admin_adds_through_the_service_and_drains(owner, serving_env, 
         changelist, {"action": "remove", "_selected_action": [node.pk]}, follow=True
     ).content.decode()
     assert "removed" in page and not Node.objects.filter(pk=node.pk).exists()
+    # the operator's actions are in the admin's history: who, what, on which node
+    from django.contrib.admin.models import LogEntry
+
+    history = list(
+        LogEntry.objects.filter(object_id=str(node.pk), content_type__model="node")
+        .order_by("pk")
+        .values_list("user__username", "change_message")
+    )
+    assert history == [
+        ("op", "draining; its instances are being moved"),
+        ("op", "takes new instances again"),
+        ("op", "removed"),
+    ]

@@ -149,6 +149,10 @@ def test_deleting_a_group_with_services_is_refused_then_done(
     assert page.status_code == 200 and not ResourceGroup.objects.filter(pk=empty.pk).exists()
     row = AuditEvent.objects.get(tenant=owner.tenant, action="ems:DeleteResourceGroup")
     assert row.actor_label == "operator op"
+    from django.contrib.admin.models import DELETION, LogEntry
+
+    entry = LogEntry.objects.get(object_id=str(empty.pk), content_type__model="resourcegroup")
+    assert entry.action_flag == DELETION and entry.user.username == "op" and "spare" in str(entry)
 
 
 def test_model_repository_deletes_go_through_the_services_audited(
