@@ -10,79 +10,24 @@ import io
 import json
 import math
 import os
-import shutil
 import stat
 import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import service_missing
-from tests.livestack import live_stack
+from tests.cli.conftest import EMS, angel_margin
 from tests.testdata import require_testdata
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-EMS = Path(sys.executable).parent / "ems"
 REQUEST = {"instances": [{"sparseIndices": [0, 3, 7], "sparseValues": [1.0, 1.0, 2.0]}]}
 
 
 def _angel_folder() -> Path:
     return require_testdata() / "models" / "angel" / "lr" / "lr-model" / "6"
-
-
-@pytest.fixture(scope="module")
-def stack():
-    if not EMS.exists():
-        service_missing(f"{EMS} is not installed: run `make deps` (it installs the CLI)")
-    live = live_stack()
-    try:
-        live.start()
-        yield live
-    finally:
-        live.stop()
-        shutil.rmtree(live.data_dir, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def ems(stack, tmp_path_factory):
-    home = tmp_path_factory.mktemp("ems-home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMS_")}
-    env |= {"EMS_CONFIG": str(home / "ems" / "config.json"), "COLUMNS": "200"}
-
-    def run(*args: str, code: int = 0, stdin: str | None = None) -> subprocess.CompletedProcess:
-        result = subprocess.run(
-            [str(EMS), *args],
-            env=env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=400,
-            check=False,
-        )
-        assert result.returncode == code, (
-            f"ems {' '.join(args)} exited {result.returncode}, wanted {code}\n"
-            f"stdout: {result.stdout[-2000:]}\nstderr: {result.stderr[-2000:]}\n"
-            f"worker log: {stack.logs('worker')[-1500:]}"
-        )
-        return result
-
-    run.config = Path(env["EMS_CONFIG"])
-    return run
-
-
-def reference(folder: Path) -> float:
-    """w·x + b for REQUEST, read straight from Angel's text files (rows of `col,value`)."""
-    rows = [line.split(",") for line in (folder / "input_weight/0").read_text().split()][:123]
-    weights = {int(col): float(value) for col, value in rows}
-    bias = float((folder / "input_bias/0").read_text().split()[0].split(",")[1])
-    (instance,) = REQUEST["instances"]
-    pairs = zip(instance["sparseIndices"], instance["sparseValues"], strict=True)
-    return sum(weights.get(i, 0.0) * v for i, v in pairs) + bias
 
 
 def _json(result) -> dict | list:
@@ -127,7 +72,7 @@ def test_whole_flow_through_the_cli(stack, ems, tmp_path):
     body.write_text(json.dumps(REQUEST))
     answer = json.loads(ems("predict", sid, "-d", f"@{body}").stdout)
     (score,) = answer["predictions"]
-    margin = reference(folder)
+    margin = angel_margin(folder, REQUEST["instances"][0])
     assert score["pred"] == pytest.approx(margin, abs=1e-5)
     assert score["proba"] == pytest.approx(1 / (1 + math.exp(-margin)), abs=1e-5)
     # A wrong token is refused by the gateway: exit 4, the gateway's own message.

@@ -7,67 +7,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.cli.test_cli_flow import EMS
-from tests.conftest import service_missing
-from tests.livestack import live_stack
+from tests.cli.conftest import ROOT, angel_margin
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "examples" / "angel-lr"  # 123 sparse features, inside the repository
-
-
-@pytest.fixture(scope="module")
-def stack():
-    if not EMS.exists():
-        service_missing(f"{EMS} is not installed: run `make deps` (it installs the CLI)")
-    live = live_stack()
-    try:
-        live.start()
-        yield live
-    finally:
-        live.stop()
-        shutil.rmtree(live.data_dir, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def ems(stack, tmp_path_factory):
-    home = tmp_path_factory.mktemp("ems-home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMS_")}
-    # this checkout's cli package, whichever checkout the venv's `ems` was installed from
-    env |= {"EMS_CONFIG": str(home / "config.json"), "COLUMNS": "200", "PYTHONPATH": str(ROOT)}
-
-    def run(*args: str, code: int = 0, timeout: float = 400) -> subprocess.CompletedProcess:
-        result = subprocess.run(
-            [str(EMS), *args], env=env, capture_output=True, text=True, timeout=timeout,
-            check=False,
-        )  # fmt: skip
-        assert result.returncode == code, (
-            f"ems {' '.join(args)} exited {result.returncode}, wanted {code}\n"
-            f"stdout: {result.stdout[-2000:]}\nstderr: {result.stderr[-2000:]}\n"
-            f"worker log: {stack.logs('worker')[-1500:]}"
-        )
-        return result
-
-    return run
-
-
-def margin(instance: dict) -> float:
-    """w·x + b, read straight from Angel's text files (rows of `col,value`)."""
-    rows = [line.split(",") for line in (MODEL / "input_weight/0").read_text().split()][:123]
-    weights = {int(col): float(value) for col, value in rows}
-    bias = float((MODEL / "input_bias/0").read_text().split()[0].split(",")[1])
-    pairs = zip(instance["sparseIndices"], instance["sparseValues"], strict=True)
-    return sum(weights.get(i, 0.0) * v for i, v in pairs) + bias
 
 
 def inputs(folder: Path) -> dict[str, list[str]]:
@@ -135,7 +85,7 @@ def test_batch_jobs_through_the_cli(stack, ems, tmp_path):
         if raw.startswith("not json"):
             assert "error" in answer
             continue
-        expected = margin(json.loads(raw))
+        expected = angel_margin(MODEL, json.loads(raw))
         assert answer["pred"] == pytest.approx(expected, abs=1e-5)
         assert answer["proba"] == pytest.approx(1 / (1 + math.exp(-expected)), abs=1e-5)
     stdout = ems("download", base + "out/a.jsonl.out", "-o", "-").stdout
