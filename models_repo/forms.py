@@ -20,6 +20,27 @@ SOURCES = [
 ]
 
 
+def pick_buckets(form: forms.Form, buckets) -> None:
+    """The ``bucket`` field becomes a list of the actor's buckets (when there are any)."""
+    if buckets:
+        form.fields["bucket"].widget = forms.Select(
+            choices=[("", "—")] + [(b.name, f"{b.name} ({b.region or '?'})") for b in buckets]
+        )
+
+
+def check_source(form: forms.Form, data: dict, *, address_missing: str) -> dict:
+    """What the chosen ``source`` needs: a typed address, or a bucket and a folder in it."""
+    source = data.get("source")
+    if source == "address" and not data.get("address"):
+        form.add_error("address", address_missing)
+    if source in {"pick", "upload"}:
+        if not data.get("bucket"):
+            form.add_error("bucket", "Choose a bucket.")
+        if not data.get("prefix"):
+            form.add_error("prefix", "Give the folder inside the bucket.")
+    return data
+
+
 class FolderSourceForm(forms.Form):
     runtime = forms.ModelChoiceField(
         queryset=RuntimeEnvironment.objects.none(), label="Runtime environment"
@@ -43,22 +64,10 @@ class FolderSourceForm(forms.Form):
     def __init__(self, *args, actor, buckets=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["runtime"].queryset = selectors.runtimes(actor=actor)
-        if buckets:
-            self.fields["bucket"].widget = forms.Select(
-                choices=[("", "—")] + [(b.name, f"{b.name} ({b.region or '?'})") for b in buckets]
-            )
+        pick_buckets(self, buckets)
 
     def clean(self):
-        data = super().clean()
-        source = data.get("source")
-        if source == "address" and not data.get("address"):
-            self.add_error("address", "Type the folder address.")
-        if source in {"pick", "upload"}:
-            if not data.get("bucket"):
-                self.add_error("bucket", "Choose a bucket.")
-            if not data.get("prefix"):
-                self.add_error("prefix", "Give the folder inside the bucket.")
-        return data
+        return check_source(self, super().clean(), address_missing="Type the folder address.")
 
 
 class ConfigCreateForm(FolderSourceForm):

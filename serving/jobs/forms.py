@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django import forms
 
+from models_repo.forms import check_source, pick_buckets
 from serving.forms import DeployForm
 
 INPUT_SOURCES = [
@@ -81,22 +82,10 @@ class JobForm(forms.Form):
             if name in deploy.initial:
                 self.initial.setdefault(name, deploy.initial[name])
         self._deploy = deploy
-        if buckets:
-            self.fields["bucket"].widget = forms.Select(
-                choices=[("", "—")] + [(b.name, f"{b.name} ({b.region or '?'})") for b in buckets]
-            )
+        pick_buckets(self, buckets)
 
     def choices_info(self) -> dict:
         return self._deploy.choices_info()
 
     def clean(self):
-        data = super().clean()
-        source = data.get("source")
-        if source == "address" and not data.get("address"):
-            self.add_error("address", "Type the input's address.")
-        if source in {"pick", "upload"}:
-            if not data.get("bucket"):
-                self.add_error("bucket", "Choose a bucket.")
-            if not data.get("prefix"):
-                self.add_error("prefix", "Give the folder inside the bucket.")
-        return data
+        return check_source(self, super().clean(), address_missing="Type the input's address.")
