@@ -117,14 +117,15 @@ def plan(job: Job) -> bool:
         return True
     storage, bucket = _storage(job), _input_bucket(job)
     per_part = job.batch_size * settings.EMS_JOB_PART_BATCHES
-    counts = {}
+    counts, offsets = {}, {}
     try:
         for file in job.files.all():
             with storage.open(bucket, file.input_key) as stream:
                 if file.format == JobFile.JSON:
                     counts[file.pk] = len(io.json_items(stream.read(), file.input_key))
                 else:
-                    counts[file.pk] = io.count_lines(stream)
+                    counts[file.pk], starts, size = io.scan_lines(stream, per_part)
+                    offsets[file.pk] = [*starts, size]
     except io.BadInputFile as exc:
         _end(job, Job.FAILED, f"input: {exc}", level=JobEvent.ERROR)
         return False
@@ -140,6 +141,7 @@ def plan(job: Job) -> bool:
         for file in job.files.all():
             lines = counts[file.pk]
             JobFile.objects.filter(pk=file.pk).update(lines=lines)
+            bytes_at = offsets.get(file.pk)
             for index, start in enumerate(range(0, lines, per_part)):
                 parts.append(
                     JobPart(
@@ -148,6 +150,8 @@ def plan(job: Job) -> bool:
                         index=index,
                         start=start,
                         end=min(start + per_part, lines),
+                        byte_start=bytes_at[index] if bytes_at else None,
+                        byte_end=bytes_at[index + 1] if bytes_at else None,
                     )
                 )
         JobPart.objects.bulk_create(parts)
@@ -314,42 +318,66 @@ def run_part(part_pk: int) -> str:
 
 def _predict_part(job: Job, part: JobPart, owner: str, storage):
     """The part's output bytes and its error sample, or None when the lease was lost or the
-    job ended meanwhile. The lease is renewed as batches come back (at most every quarter of
-    its length: a row write per batch would cost more than the batch on a fast model)."""
-    rows = io.read_part(
-        storage, _input_bucket(job), part.file.input_key, part.file.format, part.start, part.end
+    job ended meanwhile. The part's lines are read with one ranged read (its byte range was
+    found while planning); each batch is checked and handed to the worker's pool as soon as it
+    is ready, so the first batches are in flight while the rest are checked. The lease is
+    renewed as batches come back (at most every quarter of its length: a row write per batch
+    would cost more than the batch on a fast model)."""
+    byte_range = None
+    if part.byte_start is not None and part.byte_end is not None:
+        byte_range = (part.byte_start, part.byte_end)
+    raw = io.read_lines(
+        storage,
+        _input_bucket(job),
+        part.file.input_key,
+        part.file.format,
+        part.start,
+        part.end,
+        byte_range,
     )
     predictor = io.Predictor(addresses(job), signature_name=job.signature_name, offset=part.index)
-    results: list = [None] * len(rows)
-    good = [i for i, (value, _) in enumerate(rows) if not io.is_bad(value)]
-    for i, (value, error) in enumerate(rows):
-        if io.is_bad(value):
-            results[i] = (None, error)
-    batches = [good[k : k + job.batch_size] for k in range(0, len(good), job.batch_size)]
-    pool = _pool_get()
-    futures = [pool.submit(predictor.predict, [rows[i][0] for i in batch]) for batch in batches]
-    renew_every = settings.EMS_JOB_LEASE_SECONDS / 4
-    renewed = time.monotonic()
+    pool, size = _pool_get(), job.batch_size
+    futures, bad = [], {}
     try:
-        for batch, future in zip(batches, futures, strict=True):
-            answers = future.result()
-            for i, answer in zip(batch, answers, strict=True):
-                results[i] = answer
+        for k in range(0, len(raw), size):
+            texts, errors = io.check_lines(raw[k : k + size], part.start + k + 1)
+            bad.update((k + i, e) for i, e in errors.items())
+            if texts:
+                futures.append((k, errors, pool.submit(predictor.predict, texts)))
+        renew_every = settings.EMS_JOB_LEASE_SECONDS / 4
+        renewed = time.monotonic()
+        answers = []
+        for k, errors, future in futures:
+            answers.append((k, errors, *future.result()))
             if time.monotonic() - renewed >= renew_every:
                 if not _renew(part.pk, owner):
                     return None
                 renewed = time.monotonic()
     finally:
-        for future in futures:
+        for *_, future in futures:
             future.cancel()
     if Job.objects.filter(pk=job.pk, status__in=Job.ENDED).exists():
         _release(part.pk, owner, JobPart.CANCELLED)
         return None
-    body = b"".join(io.output_line(p, e) for p, e in results)
+    return _output_body(raw, bad, answers, part, size)
+
+
+def _output_body(raw: list, bad: dict, answers: list, part: JobPart, size: int) -> tuple:
+    """The part's output (one line per input line, in order) and its failed lines. Without a
+    failed line — the common case — the answers' lines are joined as they are."""
+    failed = dict(bad)
+    for k, skipped, _, errors in answers:
+        if errors:  # indexes among the batch's sent lines: back to indexes in the part
+            sent = [k + i for i in range(len(raw[k : k + size])) if i not in skipped]
+            failed.update((sent[i], e) for i, e in errors.items())
+    lines = [line for _, _, batch, _ in answers for line in batch]
+    if bad:
+        sent = iter(lines)
+        lines = [io.error_line(bad[i]) if i in bad else next(sent) for i in range(len(raw))]
+    body = b"\n".join(lines) + b"\n" if lines else b""
     errors = [
-        {"file": part.file.input_key, "line": part.start + i + 1, "error": e}
-        for i, (_, e) in enumerate(results)
-        if e is not None
+        {"file": part.file.input_key, "line": part.start + i + 1, "error": failed[i]}
+        for i in sorted(failed)
     ]
     return body, errors
 
