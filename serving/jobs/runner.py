@@ -278,8 +278,10 @@ def run_part(part_pk: int) -> str:
     part = JobPart.objects.select_related("file", "job__tenant").get(pk=part_pk)
     job = part.job
     now = timezone.now()
-    if Job.objects.filter(pk=job.pk, status=Job.WAITING).update(
-        status=Job.RUNNING, started_at=now, updated_at=now
+    if job.status == Job.WAITING and (  # read with the part: no write for every later part
+        Job.objects.filter(pk=job.pk, status=Job.WAITING).update(
+            status=Job.RUNNING, started_at=now, updated_at=now
+        )
     ):
         _emit(job, "started", "the first part started")
     storage = _storage(job)
@@ -301,18 +303,21 @@ def run_part(part_pk: int) -> str:
     faults.point("job_part_written")  # tests: a worker killed after writing, before counting
     if not complete(part, owner, errors):
         return LOST
-    job.refresh_from_db()
-    if job.failed > job.max_failed:
-        _end(
-            job,
-            Job.FAILED,
-            f"{job.failed} line(s) failed, more than the job's threshold of {job.max_failed}",
-            level=JobEvent.ERROR,
-        )
-        finish_files(job)
-        return DONE
-    assemble(job, part.file, storage)
-    maybe_finish(job)
+    if errors:  # only a part that added failed lines can be the one past the threshold
+        job.refresh_from_db()
+        if job.failed > job.max_failed:
+            _end(
+                job,
+                Job.FAILED,
+                f"{job.failed} line(s) failed, more than the job's threshold of {job.max_failed}",
+                level=JobEvent.ERROR,
+            )
+            finish_files(job)
+            return DONE
+    # the job can only end when this file was just written: otherwise whoever assembles the
+    # file last (or the sweep) ends it
+    if assemble(job, part.file, storage):
+        maybe_finish(job)
     return DONE
 
 
