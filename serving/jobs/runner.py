@@ -111,21 +111,35 @@ def addresses(job: Job) -> list[str]:
 
 
 # --- planning -----------------------------------------------------------------------------------
+def part_lines(batch_size: int, lines: int, size: int) -> int:
+    """Lines per part of a file of ``lines`` lines and ``size`` bytes: whole batches, at most
+    ``EMS_JOB_PART_BATCHES`` of them and about ``EMS_JOB_PART_BYTES`` of input (a worker holds
+    a part's lines and answers in memory), at least one batch. A part's bookkeeping (claim,
+    rows, part object) costs the same whatever its size, so small lines make long parts."""
+    batches = settings.EMS_JOB_PART_BATCHES
+    if lines and size:
+        batches = min(batches, settings.EMS_JOB_PART_BYTES * lines // (size * batch_size))
+    return batch_size * max(1, batches)
+
+
 def plan(job: Job) -> bool:
     """Count each input file's lines and write its parts (once). False when the job failed."""
     if JobPart.objects.filter(job=job).exists() or job.total:
         return True
     storage, bucket = _storage(job), _input_bucket(job)
-    per_part = job.batch_size * settings.EMS_JOB_PART_BATCHES
-    counts, offsets = {}, {}
+    size = job.batch_size
+    counts, per_part, offsets = {}, {}, {}
     try:
         for file in job.files.all():
             with storage.open(bucket, file.input_key) as stream:
                 if file.format == JobFile.JSON:
-                    counts[file.pk] = len(io.json_items(stream.read(), file.input_key))
-                else:
-                    counts[file.pk], starts, size = io.scan_lines(stream, per_part)
-                    offsets[file.pk] = [*starts, size]
+                    data = stream.read()
+                    lines = counts[file.pk] = len(io.json_items(data, file.input_key))
+                    per_part[file.pk] = part_lines(size, lines, len(data))
+                else:  # where every batch starts; a part starts every per_part // size
+                    lines, starts, total = io.scan_lines(stream, size)
+                    counts[file.pk], per_part[file.pk] = lines, part_lines(size, lines, total)
+                    offsets[file.pk] = [*starts[:: per_part[file.pk] // size], total]
     except io.BadInputFile as exc:
         _end(job, Job.FAILED, f"input: {exc}", level=JobEvent.ERROR)
         return False
@@ -139,17 +153,17 @@ def plan(job: Job) -> bool:
             return True
         parts = []
         for file in job.files.all():
-            lines = counts[file.pk]
+            lines, step = counts[file.pk], per_part[file.pk]
             JobFile.objects.filter(pk=file.pk).update(lines=lines)
             bytes_at = offsets.get(file.pk)
-            for index, start in enumerate(range(0, lines, per_part)):
+            for index, start in enumerate(range(0, lines, step)):
                 parts.append(
                     JobPart(
                         job=job,
                         file=file,
                         index=index,
                         start=start,
-                        end=min(start + per_part, lines),
+                        end=min(start + step, lines),
                         byte_start=bytes_at[index] if bytes_at else None,
                         byte_end=bytes_at[index + 1] if bytes_at else None,
                     )

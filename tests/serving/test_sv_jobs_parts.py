@@ -138,6 +138,33 @@ def test_plan_splits_each_file_into_parts_once(job):
     assert JobPart.objects.filter(job=job).count() == 7 + 4 + 6
 
 
+def test_parts_hold_whole_batches_and_about_part_bytes_of_input(job, settings):
+    """A part is at most EMS_JOB_PART_BATCHES batches, fewer when its input would pass
+    EMS_JOB_PART_BYTES (small lines make long parts: a part's bookkeeping costs the same)."""
+    assert runner.part_lines(32, 1000, 10_000) == 64  # 2 batches (the job's setting)
+    settings.EMS_JOB_PART_BYTES = 5 * 32 * 10  # 5 batches of 10-byte lines
+    settings.EMS_JOB_PART_BATCHES = 100
+    assert runner.part_lines(32, 1000, 10_000) == 5 * 32
+    assert runner.part_lines(32, 1000, 10_000_000) == 32  # at least one batch
+    assert runner.part_lines(32, 0, 0) == 100 * 32
+    runner.plan(job)
+    first = JobFile.objects.get(job=job, index=0)  # a.jsonl: 400 lines
+    from tests.models_repo.conftest import tenant_store
+
+    data = tenant_store(job.tenant).read(f"data-{job.tenant.app_id}", "in/a.jsonl")
+    step = runner.part_lines(32, 400, len(data))
+    assert 32 <= step < 400 and step % 32 == 0
+    parts = list(first.parts.order_by("index"))
+    assert [(p.start, p.end) for p in parts] == [
+        (s, min(s + step, 400)) for s in range(0, 400, step)
+    ]
+    lines = data.split(b"\n")[:-1]
+    for part in parts:
+        assert (
+            data[part.byte_start : part.byte_end].split(b"\n")[:-1] == lines[part.start : part.end]
+        )
+
+
 def test_a_bad_json_file_fails_the_job_with_its_name(job, owner):
     from tests.models_repo.conftest import tenant_store
 
