@@ -261,3 +261,42 @@ def test_output_lines_stay_aligned_with_bad_and_refused_lines(job):
         (4, "refused"),
         (5, "line 5 is not JSON"),
     ]
+
+
+def test_predict_connection_reads_length_chunked_and_closing_answers():
+    """The job's HTTP client: answers with Content-Length or chunked, kept alive or not; a
+    connection the instance closed is replaced once, then the address is Unavailable."""
+    import socket
+    import threading
+
+    answers = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\n" + b'{"predictions":[',
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'5\r\n{"pre\r\n11\r\ndictions":[1, 2]}\r\n0\r\n\r\n',
+        b'HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 11\r\n\r\n{"error":1}',
+    ]
+    seen = []
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        conn, _ = server.accept()  # one connection, kept alive until the answer that closes it
+        for answer in answers:
+            seen.append(conn.recv(65536))
+            conn.sendall(answer)
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    address = f"http://127.0.0.1:{server.getsockname()[1]}"
+    status, body = jobio.post_predict(address, b'{"instances":[1]}', timeout=5)
+    assert (status, body) == (200, {"error": '{"predictions":['})  # not JSON: kept as text
+    assert jobio.post_predict(address, b"{}", timeout=5) == (200, {"predictions": [1, 2]})
+    assert jobio.post_predict(address, b"{}", timeout=5) == (400, {"error": 1})
+    thread.join(5)
+    request = seen[0]
+    assert len(seen) == 3
+    assert request.startswith(b"POST /v1/models/m:predict HTTP/1.1\r\n")
+    assert b"Content-Length: 17\r\n" in request and request.endswith(b'\r\n\r\n{"instances":[1]}')
+    server.close()
+    with pytest.raises(jobio.Unavailable):  # closed by the instance, and nothing listens now
+        jobio.post_predict(address, b"{}", timeout=2)
