@@ -11,10 +11,13 @@ Output lines: one per input line, in order — the prediction (compact JSON) or
 
 from __future__ import annotations
 
+import itertools
+import queue
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from urllib.parse import urlsplit
 
 import httptools
@@ -261,6 +264,40 @@ def _body(instances: list[bytes], signature_name: str) -> bytes:
     if signature_name:
         tail += b',"signature_name":' + _compact(signature_name)
     return b'{"instances":[' + b",".join(instances) + tail + b"}"
+
+
+class BatchPool:
+    """A worker process's batches in flight: ``size`` threads (each keeps its own connections
+    to the instances) that take the batches of the part that started first before any of a
+    later part's. Parts run at once (the worker's concurrency) so finish one after the other:
+    one part's bookkeeping (its output object, its count, the next part's read) overlaps
+    another part's batches, instead of every part finishing together and the instances waiting
+    for the next ones (what a first-in first-out pool did)."""
+
+    def __init__(self, size: int):
+        self._queue: queue.PriorityQueue = queue.PriorityQueue()
+        self._order = itertools.count()
+        for n in range(size):
+            threading.Thread(target=self._work, name=f"job-batch-{n}", daemon=True).start()
+
+    def rank(self) -> int:
+        """A part's place: its batches go before those of parts ranked later."""
+        return next(self._order)
+
+    def submit(self, rank: int, fn, *args) -> Future:
+        future: Future = Future()
+        self._queue.put((rank, next(self._order), future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            _, _, future, fn, args = self._queue.get()
+            if not future.set_running_or_notify_cancel():  # its part gave up (lease lost)
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:
+                future.set_exception(exc)
 
 
 class Predictor:

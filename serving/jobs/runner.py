@@ -22,7 +22,6 @@ import secrets
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
@@ -42,7 +41,7 @@ log = logging.getLogger(__name__)
 WAITING, QUEUED, ENDED = "waiting", "queued", "ended"
 DONE, SKIPPED, LOST, RELEASED, CANCELLED = "done", "skipped", "lost", "released", "cancelled"
 ERROR_SAMPLE = 20
-_pool: ThreadPoolExecutor | None = None
+_pool: io.BatchPool | None = None
 _pool_lock = threading.Lock()
 
 
@@ -54,12 +53,12 @@ def _owner() -> str:
     return f"{socket.gethostname()[:16]}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
-def _pool_get() -> ThreadPoolExecutor:
+def _pool_get() -> io.BatchPool:
     """One pool per worker process: its threads keep their connections to the instances."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(settings.EMS_JOB_INFLIGHT, thread_name_prefix="job")
+            _pool = io.BatchPool(settings.EMS_JOB_INFLIGHT)
         return _pool
 
 
@@ -356,13 +355,14 @@ def _predict_part(job: Job, part: JobPart, owner: str, storage):
     )
     predictor = io.Predictor(addresses(job), signature_name=job.signature_name, offset=part.index)
     pool, size = _pool_get(), job.batch_size
+    rank = pool.rank()
     futures, bad = [], {}
     try:
         for k in range(0, len(raw), size):
             texts, errors = io.check_lines(raw[k : k + size], part.start + k + 1)
             bad.update((k + i, e) for i, e in errors.items())
             if texts:
-                futures.append((k, errors, pool.submit(predictor.predict, texts)))
+                futures.append((k, errors, pool.submit(rank, predictor.predict, texts)))
         renew_every = settings.EMS_JOB_LEASE_SECONDS / 4
         renewed = time.monotonic()
         answers = []

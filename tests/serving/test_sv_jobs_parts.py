@@ -300,3 +300,24 @@ def test_predict_connection_reads_length_chunked_and_closing_answers():
     server.close()
     with pytest.raises(jobio.Unavailable):  # closed by the instance, and nothing listens now
         jobio.post_predict(address, b"{}", timeout=2)
+
+
+def test_the_batch_pool_runs_the_older_parts_batches_first():
+    """Parts finish one after the other: a part's batches go before a later part's, whatever
+    the order they were handed in; a cancelled batch is not run."""
+    import threading
+
+    pool, gate, done = jobio.BatchPool(1), threading.Event(), []
+    older, newer = pool.rank(), pool.rank()
+    pool.submit(older, gate.wait)  # holds the only thread while the others queue
+    futures = [pool.submit(newer, done.append, "newer-1"), pool.submit(newer, done.append, "n2")]
+    futures += [pool.submit(older, done.append, "older-1"), pool.submit(older, done.append, "o2")]
+    cancelled = pool.submit(older, done.append, "cancelled")
+    assert cancelled.cancel()
+    failing = pool.submit(newer, int, "not a number")
+    gate.set()
+    for future in futures:
+        future.result(timeout=5)
+    with pytest.raises(ValueError):
+        failing.result(timeout=5)
+    assert done == ["older-1", "o2", "newer-1", "n2"]
