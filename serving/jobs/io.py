@@ -199,9 +199,10 @@ class Connection:
     def __init__(self, host: str, port: int, timeout: float):
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        name = f"[{host}]" if ":" in host else host  # an IPv6 address is bracketed
         self.head = b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n" % (
             PREDICT_PATH,
-            host.encode("idna"),
+            name.encode("idna"),
             port,
         )
 
