@@ -226,10 +226,12 @@ EMS_HEALTH_FAILURE_THRESHOLD = env.int("EMS_HEALTH_FAILURE_THRESHOLD", 3, minimu
 EMS_NODE_DOWN_GRACE_SECONDS = env.int("EMS_NODE_DOWN_GRACE_SECONDS", 30, minimum=1, maximum=3600)
 # Batch jobs (serving/jobs/, docs/batch-jobs.md): a part's lease (renewed between batches; an
 # expired one means its worker died and the sweep re-queues the part), how often the sweep runs,
-# the batches per part, and the batches a part keeps in flight to the instances at once.
+# the batches per part (at most; fewer when a part would hold more than EMS_JOB_PART_BYTES of
+# input), and the batches a worker process keeps in flight to the instances at once.
 EMS_JOB_LEASE_SECONDS = env.int("EMS_JOB_LEASE_SECONDS", 60, minimum=3, maximum=3600)
 EMS_JOB_SWEEP_SECONDS = env.int("EMS_JOB_SWEEP_SECONDS", 5, minimum=1, maximum=600)
-EMS_JOB_PART_BATCHES = env.int("EMS_JOB_PART_BATCHES", 32, minimum=1, maximum=1000)
+EMS_JOB_PART_BATCHES = env.int("EMS_JOB_PART_BATCHES", 128, minimum=1, maximum=1000)
+EMS_JOB_PART_BYTES = env.int("EMS_JOB_PART_BYTES", 32 << 20, minimum=1 << 10, maximum=1 << 30)
 EMS_JOB_INFLIGHT = env.int("EMS_JOB_INFLIGHT", 4, minimum=1, maximum=64)
 # Billing (billing/, docs/billing.md): the meter's window, lag and repair horizon; bills, exports.
 EMS_METERING_WINDOW_SECONDS = env.int("EMS_METERING_WINDOW_SECONDS", 60, minimum=10, maximum=3600)

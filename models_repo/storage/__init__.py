@@ -117,6 +117,11 @@ class TenantStorage:
     def open(self, bucket: str, key: str) -> BinaryIO:
         return self.backend.open(self._bucket(bucket), check_key(key))
 
+    def open_range(self, bucket: str, key: str, start: int, end: int) -> BinaryIO:
+        """The bytes ``[start, end)`` of an object: a seek on the local store, a ranged GET on
+        S3, so reading a slice does not read what comes before it."""
+        return self.backend.open_range(self._bucket(bucket), check_key(key), start, end)
+
     def read(self, bucket: str, key: str, *, max_bytes: int | None = None) -> bytes:
         stream = self.open(bucket, key)
         try:

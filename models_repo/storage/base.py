@@ -83,6 +83,41 @@ def check_prefix(prefix: str) -> str:
         raise AccessRefused(f"{prefix!r}: {exc.message}") from None
 
 
+class LimitedReader:
+    """At most ``limit`` bytes of a stream; closes the stream with itself."""
+
+    def __init__(self, stream: BinaryIO, limit: int):
+        self.stream, self.left = stream, limit
+
+    def read(self, size: int = -1) -> bytes:
+        if self.left <= 0:
+            return b""
+        want = self.left if size is None or size < 0 else min(size, self.left)
+        data = self.stream.read(want)
+        self.left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def slice_stream(stream: BinaryIO, start: int, end: int) -> LimitedReader:
+    """The bytes ``[start, end)`` of a stream positioned at its beginning, read past."""
+    skip = start
+    while skip > 0:
+        chunk = stream.read(min(skip, 1 << 20))
+        if not chunk:
+            break
+        skip -= len(chunk)
+    return LimitedReader(stream, max(0, end - start))
+
+
 class Backend(ABC):
     """Raw operations on (bucket, key). Callers use a ``TenantStorage``, which checks names."""
 
@@ -110,6 +145,12 @@ class Backend(ABC):
 
     @abstractmethod
     def open(self, bucket: str, key: str) -> BinaryIO: ...
+
+    def open_range(self, bucket: str, key: str, start: int, end: int) -> BinaryIO:
+        """The bytes ``[start, end)`` of an object (fewer when it is shorter). This fallback
+        reads past the first ``start`` bytes; the backends override it with a seek or a ranged
+        GET, so a reader of one slice of a large object does not pay for what comes before."""
+        return slice_stream(self.open(bucket, key), start, end)
 
     @abstractmethod
     def write(self, bucket: str, key: str, stream: BinaryIO) -> ObjectInfo: ...

@@ -21,6 +21,7 @@ from models_repo.storage.base import (
     Backend,
     BucketInfo,
     BucketNotFound,
+    LimitedReader,
     NotFound,
     ObjectInfo,
     Page,
@@ -138,6 +139,11 @@ class LocalBackend(Backend):
     def open(self, bucket: str, key: str) -> BinaryIO:
         self.stat(bucket, key)
         return self._path(bucket, key).open("rb")
+
+    def open_range(self, bucket: str, key: str, start: int, end: int) -> BinaryIO:
+        stream = self.open(bucket, key)
+        stream.seek(start)
+        return LimitedReader(stream, max(0, end - start))
 
     def write(self, bucket: str, key: str, stream: BinaryIO) -> ObjectInfo:
         path = self._path(bucket, key)

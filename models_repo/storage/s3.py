@@ -7,6 +7,7 @@ are transient; the rest are permanent.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,11 +23,13 @@ from models_repo.storage.base import (
     Backend,
     BucketInfo,
     BucketNotFound,
+    LimitedReader,
     NotFound,
     ObjectInfo,
     Page,
     StorageError,
     TransientStorageError,
+    slice_stream,
 )
 
 _TRANSIENT_CODES = {
@@ -188,6 +191,24 @@ class S3Backend(Backend):
     def open(self, bucket: str, key: str) -> BinaryIO:
         answer = self._call(f"{bucket}/{key}", "get_object", Bucket=bucket, Key=key)
         return answer["Body"]
+
+    def open_range(self, bucket: str, key: str, start: int, end: int) -> BinaryIO:
+        if end <= start:
+            return LimitedReader(io.BytesIO(), 0)
+        try:
+            answer = self.client.get_object(
+                Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}"
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":  # start past the end
+                return LimitedReader(io.BytesIO(), 0)
+            raise _classify(exc, f"{bucket}/{key}") from exc
+        except BotoCoreError as exc:
+            raise _classify(exc, f"{bucket}/{key}") from exc
+        # a store that ignores Range answers 200 with the whole object: cut it here as well
+        if answer.get("ResponseMetadata", {}).get("HTTPStatusCode") == 200:
+            return slice_stream(answer["Body"], start, end)
+        return LimitedReader(answer["Body"], end - start)
 
     def write(self, bucket: str, key: str, stream: BinaryIO) -> ObjectInfo:
         try:

@@ -161,7 +161,8 @@ class JobFile(models.Model):
 
 
 class JobPart(models.Model):
-    """A line range ``[start, end)`` of one input file: the unit a worker claims. ``lease_until``
+    """A line range ``[start, end)`` of one input file (for a .jsonl file also its byte range
+    ``[byte_start, byte_end)``): the unit a worker claims. ``lease_until``
     is set on claim; an expired lease on a running part means its worker died, and the sweep
     puts it back to pending. The output object of a part is written whole, then the part is
     marked done with ``UPDATE … WHERE status='running' AND lease_owner=me``, so a part is
@@ -175,6 +176,10 @@ class JobPart(models.Model):
     index = models.PositiveIntegerField(help_text="Order of the part in its file.")
     start = models.PositiveIntegerField(help_text="First line (0-based).")
     end = models.PositiveIntegerField(help_text="One past the last line.")
+    # .jsonl parts: where the part's lines lie in the file, found while planning counts the
+    # lines, so a worker reads only its own bytes (a ranged read) instead of the file's head
+    byte_start = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
+    byte_end = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
     status = models.CharField(max_length=10, choices=STATES, default=PENDING)
     lease_owner = models.CharField(max_length=40, blank=True, default="", editable=False)
     lease_until = models.DateTimeField(null=True, blank=True, editable=False)

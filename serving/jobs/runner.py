@@ -22,7 +22,6 @@ import secrets
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
@@ -42,7 +41,7 @@ log = logging.getLogger(__name__)
 WAITING, QUEUED, ENDED = "waiting", "queued", "ended"
 DONE, SKIPPED, LOST, RELEASED, CANCELLED = "done", "skipped", "lost", "released", "cancelled"
 ERROR_SAMPLE = 20
-_pool: ThreadPoolExecutor | None = None
+_pool: io.BatchPool | None = None
 _pool_lock = threading.Lock()
 
 
@@ -54,12 +53,12 @@ def _owner() -> str:
     return f"{socket.gethostname()[:16]}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
-def _pool_get() -> ThreadPoolExecutor:
+def _pool_get() -> io.BatchPool:
     """One pool per worker process: its threads keep their connections to the instances."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(settings.EMS_JOB_INFLIGHT, thread_name_prefix="job")
+            _pool = io.BatchPool(settings.EMS_JOB_INFLIGHT)
         return _pool
 
 
@@ -111,20 +110,35 @@ def addresses(job: Job) -> list[str]:
 
 
 # --- planning -----------------------------------------------------------------------------------
+def part_lines(batch_size: int, lines: int, size: int) -> int:
+    """Lines per part of a file of ``lines`` lines and ``size`` bytes: whole batches, at most
+    ``EMS_JOB_PART_BATCHES`` of them and about ``EMS_JOB_PART_BYTES`` of input (a worker holds
+    a part's lines and answers in memory), at least one batch. A part's bookkeeping (claim,
+    rows, part object) costs the same whatever its size, so small lines make long parts."""
+    batches = settings.EMS_JOB_PART_BATCHES
+    if lines and size:
+        batches = min(batches, settings.EMS_JOB_PART_BYTES * lines // (size * batch_size))
+    return batch_size * max(1, batches)
+
+
 def plan(job: Job) -> bool:
     """Count each input file's lines and write its parts (once). False when the job failed."""
     if JobPart.objects.filter(job=job).exists() or job.total:
         return True
     storage, bucket = _storage(job), _input_bucket(job)
-    per_part = job.batch_size * settings.EMS_JOB_PART_BATCHES
-    counts = {}
+    size = job.batch_size
+    counts, per_part, offsets = {}, {}, {}
     try:
         for file in job.files.all():
             with storage.open(bucket, file.input_key) as stream:
                 if file.format == JobFile.JSON:
-                    counts[file.pk] = len(io.json_items(stream.read(), file.input_key))
-                else:
-                    counts[file.pk] = io.count_lines(stream)
+                    data = stream.read()
+                    lines = counts[file.pk] = len(io.json_items(data, file.input_key))
+                    per_part[file.pk] = part_lines(size, lines, len(data))
+                else:  # where every batch starts; a part starts every per_part // size
+                    lines, starts, total = io.scan_lines(stream, size)
+                    counts[file.pk], per_part[file.pk] = lines, part_lines(size, lines, total)
+                    offsets[file.pk] = [*starts[:: per_part[file.pk] // size], total]
     except io.BadInputFile as exc:
         _end(job, Job.FAILED, f"input: {exc}", level=JobEvent.ERROR)
         return False
@@ -138,16 +152,19 @@ def plan(job: Job) -> bool:
             return True
         parts = []
         for file in job.files.all():
-            lines = counts[file.pk]
+            lines, step = counts[file.pk], per_part[file.pk]
             JobFile.objects.filter(pk=file.pk).update(lines=lines)
-            for index, start in enumerate(range(0, lines, per_part)):
+            bytes_at = offsets.get(file.pk)
+            for index, start in enumerate(range(0, lines, step)):
                 parts.append(
                     JobPart(
                         job=job,
                         file=file,
                         index=index,
                         start=start,
-                        end=min(start + per_part, lines),
+                        end=min(start + step, lines),
+                        byte_start=bytes_at[index] if bytes_at else None,
+                        byte_end=bytes_at[index + 1] if bytes_at else None,
                     )
                 )
         JobPart.objects.bulk_create(parts)
@@ -274,8 +291,10 @@ def run_part(part_pk: int) -> str:
     part = JobPart.objects.select_related("file", "job__tenant").get(pk=part_pk)
     job = part.job
     now = timezone.now()
-    if Job.objects.filter(pk=job.pk, status=Job.WAITING).update(
-        status=Job.RUNNING, started_at=now, updated_at=now
+    if job.status == Job.WAITING and (  # read with the part: no write for every later part
+        Job.objects.filter(pk=job.pk, status=Job.WAITING).update(
+            status=Job.RUNNING, started_at=now, updated_at=now
+        )
     ):
         _emit(job, "started", "the first part started")
     storage = _storage(job)
@@ -297,59 +316,87 @@ def run_part(part_pk: int) -> str:
     faults.point("job_part_written")  # tests: a worker killed after writing, before counting
     if not complete(part, owner, errors):
         return LOST
-    job.refresh_from_db()
-    if job.failed > job.max_failed:
-        _end(
-            job,
-            Job.FAILED,
-            f"{job.failed} line(s) failed, more than the job's threshold of {job.max_failed}",
-            level=JobEvent.ERROR,
-        )
-        finish_files(job)
-        return DONE
-    assemble(job, part.file, storage)
-    maybe_finish(job)
+    if errors:  # only a part that added failed lines can be the one past the threshold
+        job.refresh_from_db()
+        if job.failed > job.max_failed:
+            _end(
+                job,
+                Job.FAILED,
+                f"{job.failed} line(s) failed, more than the job's threshold of {job.max_failed}",
+                level=JobEvent.ERROR,
+            )
+            finish_files(job)
+            return DONE
+    # the job can only end when this file was just written: otherwise whoever assembles the
+    # file last (or the sweep) ends it
+    if assemble(job, part.file, storage):
+        maybe_finish(job)
     return DONE
 
 
 def _predict_part(job: Job, part: JobPart, owner: str, storage):
     """The part's output bytes and its error sample, or None when the lease was lost or the
-    job ended meanwhile. The lease is renewed as batches come back (at most every quarter of
-    its length: a row write per batch would cost more than the batch on a fast model)."""
-    rows = io.read_part(
-        storage, _input_bucket(job), part.file.input_key, part.file.format, part.start, part.end
+    job ended meanwhile. The part's lines are read with one ranged read (its byte range was
+    found while planning); each batch is checked and handed to the worker's pool as soon as it
+    is ready, so the first batches are in flight while the rest are checked. The lease is
+    renewed as batches come back (at most every quarter of its length: a row write per batch
+    would cost more than the batch on a fast model)."""
+    byte_range = None
+    if part.byte_start is not None and part.byte_end is not None:
+        byte_range = (part.byte_start, part.byte_end)
+    raw = io.read_lines(
+        storage,
+        _input_bucket(job),
+        part.file.input_key,
+        part.file.format,
+        part.start,
+        part.end,
+        byte_range,
     )
     predictor = io.Predictor(addresses(job), signature_name=job.signature_name, offset=part.index)
-    results: list = [None] * len(rows)
-    good = [i for i, (value, _) in enumerate(rows) if not io.is_bad(value)]
-    for i, (value, error) in enumerate(rows):
-        if io.is_bad(value):
-            results[i] = (None, error)
-    batches = [good[k : k + job.batch_size] for k in range(0, len(good), job.batch_size)]
-    pool = _pool_get()
-    futures = [pool.submit(predictor.predict, [rows[i][0] for i in batch]) for batch in batches]
-    renew_every = settings.EMS_JOB_LEASE_SECONDS / 4
-    renewed = time.monotonic()
+    pool, size = _pool_get(), job.batch_size
+    rank = pool.rank()
+    futures, bad = [], {}
     try:
-        for batch, future in zip(batches, futures, strict=True):
-            answers = future.result()
-            for i, answer in zip(batch, answers, strict=True):
-                results[i] = answer
+        for k in range(0, len(raw), size):
+            texts, errors = io.check_lines(raw[k : k + size], part.start + k + 1)
+            bad.update((k + i, e) for i, e in errors.items())
+            if texts:
+                futures.append((k, errors, pool.submit(rank, predictor.predict, texts)))
+        renew_every = settings.EMS_JOB_LEASE_SECONDS / 4
+        renewed = time.monotonic()
+        answers = []
+        for k, errors, future in futures:
+            answers.append((k, errors, *future.result()))
             if time.monotonic() - renewed >= renew_every:
                 if not _renew(part.pk, owner):
                     return None
                 renewed = time.monotonic()
     finally:
-        for future in futures:
+        for *_, future in futures:
             future.cancel()
     if Job.objects.filter(pk=job.pk, status__in=Job.ENDED).exists():
         _release(part.pk, owner, JobPart.CANCELLED)
         return None
-    body = b"".join(io.output_line(p, e) for p, e in results)
+    return _output_body(raw, bad, answers, part, size)
+
+
+def _output_body(raw: list, bad: dict, answers: list, part: JobPart, size: int) -> tuple:
+    """The part's output (one line per input line, in order) and its failed lines. Without a
+    failed line — the common case — the answers' lines are joined as they are."""
+    failed = dict(bad)
+    for k, skipped, _, errors in answers:
+        if errors:  # indexes among the batch's sent lines: back to indexes in the part
+            sent = [k + i for i in range(len(raw[k : k + size])) if i not in skipped]
+            failed.update((sent[i], e) for i, e in errors.items())
+    lines = [line for _, _, batch, _ in answers for line in batch]
+    if bad:
+        sent = iter(lines)
+        lines = [io.error_line(bad[i]) if i in bad else next(sent) for i in range(len(raw))]
+    body = b"\n".join(lines) + b"\n" if lines else b""
     errors = [
-        {"file": part.file.input_key, "line": part.start + i + 1, "error": e}
-        for i, (_, e) in enumerate(results)
-        if e is not None
+        {"file": part.file.input_key, "line": part.start + i + 1, "error": failed[i]}
+        for i in sorted(failed)
     ]
     return body, errors
 

@@ -125,3 +125,32 @@ def test_guard_refuses_before_anything_is_touched(backend):
 
     with pytest.raises(NotAuthorized):
         get_storage(make_tenant(), guard=guard, backend=backend)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [(0, 4, b"0123"), (3, 7, b"3456"), (8, 100, b"89"), (10, 12, b""), (5, 5, b"")],
+)
+def test_open_range_reads_only_the_slice(storage, start, end, expected):
+    put(storage, "d/ten.bin", b"0123456789")
+    with storage.open_range(storage.test_bucket, "d/ten.bin", start, end) as stream:
+        first = stream.read(1)
+        assert first + stream.read() == expected
+        assert stream.read() == b""
+
+
+def test_open_range_of_a_missing_object_is_not_found(storage):
+    with pytest.raises(NotFound):
+        storage.open_range(storage.test_bucket, "d/none.bin", 0, 4).read()
+
+
+def test_open_range_seeks_instead_of_reading_what_comes_before(tmp_path):
+    """The local store seeks: the bytes before the slice are never read."""
+    from models_repo.storage.local import LocalBackend
+
+    backend = LocalBackend(tmp_path / "s")
+    backend.create_bucket("b-1250000000", region="ap-beijing")
+    backend.write("b-1250000000", "big.bin", io.BytesIO(b"a" * 4096 + b"tail"))
+    stream = backend.open_range("b-1250000000", "big.bin", 4096, 4100)
+    assert stream.stream.tell() == 4096 and stream.read() == b"tail"
+    stream.close()
