@@ -233,6 +233,9 @@ EMS_JOB_SWEEP_SECONDS = env.int("EMS_JOB_SWEEP_SECONDS", 5, minimum=1, maximum=6
 EMS_JOB_PART_BATCHES = env.int("EMS_JOB_PART_BATCHES", 128, minimum=1, maximum=1000)
 EMS_JOB_PART_BYTES = env.int("EMS_JOB_PART_BYTES", 32 << 20, minimum=1 << 10, maximum=1 << 30)
 EMS_JOB_INFLIGHT = env.int("EMS_JOB_INFLIGHT", 4, minimum=1, maximum=64)
+# A part whose run was lost this many times (its worker died, or it ran past the task time
+# limit) fails its job rather than being tried for ever.
+EMS_JOB_PART_ATTEMPTS = env.int("EMS_JOB_PART_ATTEMPTS", 3, minimum=1, maximum=100)
 # Billing (billing/, docs/billing.md): the meter's window, lag and repair horizon; bills, exports.
 EMS_METERING_WINDOW_SECONDS = env.int("EMS_METERING_WINDOW_SECONDS", 60, minimum=10, maximum=3600)
 if 86400 % EMS_METERING_WINDOW_SECONDS:

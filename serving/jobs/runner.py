@@ -24,6 +24,7 @@ import threading
 import time
 from datetime import timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
@@ -176,14 +177,23 @@ def plan(job: Job) -> bool:
 
 # --- dispatch -----------------------------------------------------------------------------------
 def requeue_expired(job: Job) -> int:
-    """Parts whose lease ran out (their worker died or hung) go back to pending."""
+    """Parts whose lease ran out (their worker died or hung) go back to pending (a part lost
+    too often fails its job when it is claimed again: ``run_part``)."""
     now = timezone.now()
-    count = JobPart.objects.filter(job=job, status=JobPart.RUNNING, lease_until__lt=now).update(
-        status=JobPart.PENDING, lease_owner="", lease_until=None, queued_at=None
-    )
+    expired = JobPart.objects.filter(job=job, status=JobPart.RUNNING, lease_until__lt=now)
+    count = expired.update(status=JobPart.PENDING, lease_owner="", lease_until=None, queued_at=None)
     if count:
         _emit(job, "requeued", f"{count} part(s) whose worker stopped answering were re-queued")
     return count
+
+
+def _lost_too_often(part: JobPart) -> str:
+    return (
+        f"lines {part.start + 1}–{part.end} of {part.file.input_key} were started "
+        f"{part.attempts - 1} times and never finished (the worker died or the part ran past the "
+        f"task time limit of {settings.CELERY_TASK_TIME_LIMIT} s each time): check the model "
+        "with a few of these lines, or use a smaller batch size or EMS_JOB_PART_BATCHES"
+    )
 
 
 def queue_pending(job: Job) -> int:
@@ -264,9 +274,16 @@ def _renew(part_pk: int, owner: str) -> bool:
     )
 
 
-def _release(part_pk: int, owner: str, status: str = JobPart.PENDING) -> None:
+def _release(part_pk: int, owner: str, status: str = JobPart.PENDING, *, count=False) -> None:
+    """Give the part back. A transient failure (no instance answered, storage unavailable)
+    does not count as an attempt (``count=False``): only runs that were lost count against
+    ``EMS_JOB_PART_ATTEMPTS``."""
     JobPart.objects.filter(pk=part_pk, status=JobPart.RUNNING, lease_owner=owner).update(
-        status=status, lease_owner="", lease_until=None, queued_at=None
+        status=status,
+        lease_owner="",
+        lease_until=None,
+        queued_at=None,
+        **({} if count else {"attempts": F("attempts") - 1}),
     )
 
 
@@ -290,6 +307,13 @@ def run_part(part_pk: int) -> str:
         return SKIPPED
     part = JobPart.objects.select_related("file", "job__tenant").get(pk=part_pk)
     job = part.job
+    if part.attempts > settings.EMS_JOB_PART_ATTEMPTS:
+        # lost that often, it would only be lost again (a line that kills the runtime, a part
+        # too slow for the task time limit): the job fails, saying which lines and what to do
+        _release(part_pk, owner, JobPart.CANCELLED, count=True)
+        if _end(job, Job.FAILED, _lost_too_often(part), level=JobEvent.ERROR):
+            finish_files(job)
+        return CANCELLED
     now = timezone.now()
     if job.status == Job.WAITING and (  # read with the part: no write for every later part
         Job.objects.filter(pk=job.pk, status=Job.WAITING).update(
@@ -300,6 +324,17 @@ def run_part(part_pk: int) -> str:
     storage = _storage(job)
     try:
         lines = _predict_part(job, part, owner, storage)
+    except SoftTimeLimitExceeded:
+        # counted: a part that runs past the limit every time fails the job (requeue_expired)
+        _release(part_pk, owner, count=True)
+        _emit(
+            job,
+            "timeout",
+            f"lines {part.start + 1}–{part.end} of {part.file.input_key} ran past the task "
+            f"time limit ({settings.CELERY_TASK_SOFT_TIME_LIMIT} s) and will be tried again",
+            level=JobEvent.WARNING,
+        )
+        return RELEASED
     except (io.Unavailable, TransientStorageError) as exc:
         ended = Job.objects.filter(pk=job.pk, status__in=Job.ENDED).exists()
         _release(part_pk, owner, JobPart.CANCELLED if ended else JobPart.PENDING)

@@ -194,6 +194,53 @@ def test_claims_and_leases_count_a_part_once(job, settings):
     assert not runner._renew(part.pk, "w1")
 
 
+def test_a_part_lost_too_often_fails_the_job_saying_which_lines(job, settings):
+    """A part whose worker dies (or that runs past the task time limit) every time is not tried
+    for ever: past EMS_JOB_PART_ATTEMPTS lost runs the job fails, naming the lines."""
+    settings.EMS_JOB_PART_ATTEMPTS = 2
+    runner.plan(job)
+    part = JobPart.objects.get(file__index=0, index=0)
+    for owner in ("w1", "w2"):
+        assert runner.claim(part.pk, owner)
+        JobPart.objects.filter(pk=part.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+        assert runner.requeue_expired(job) == 1
+    assert runner.run_part(part.pk) == runner.CANCELLED
+    job.refresh_from_db()
+    assert job.status == Job.FAILED
+    assert job.message.startswith("lines 1–64 of in/a.jsonl were started 2 times")
+    assert "EMS_JOB_PART_BATCHES" in job.message
+    assert JobPart.objects.get(pk=part.pk).status == JobPart.CANCELLED
+    assert not JobPart.objects.filter(job=job, status=JobPart.PENDING).exists()
+
+
+def test_a_transient_release_is_not_a_lost_attempt(job):
+    runner.plan(job)
+    part = JobPart.objects.get(file__index=0, index=0)
+    assert runner.claim(part.pk, "w1")
+    runner._release(part.pk, "w1")  # no instance answered: given back, not lost
+    assert JobPart.objects.get(pk=part.pk).attempts == 0
+    assert runner.claim(part.pk, "w1")
+    assert JobPart.objects.get(pk=part.pk).attempts == 1
+
+
+def test_a_part_past_the_soft_time_limit_is_given_back_and_counted(job, monkeypatch):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from serving.jobs.models import JobEvent
+
+    def too_slow(*args, **kwargs):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(runner, "_predict_part", too_slow)
+    runner.plan(job)
+    part = JobPart.objects.get(file__index=0, index=0)
+    assert runner.run_part(part.pk) == runner.RELEASED
+    part.refresh_from_db()
+    assert (part.status, part.attempts) == (JobPart.PENDING, 1)
+    event = JobEvent.objects.get(job=job, kind="timeout")
+    assert "ran past the task time limit" in event.message and event.level == JobEvent.WARNING
+
+
 def test_assembly_concatenates_parts_in_order_once(job, owner):
     from tests.models_repo.conftest import tenant_store
 
