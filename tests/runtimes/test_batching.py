@@ -256,6 +256,48 @@ def test_requests_arriving_while_the_model_runs_form_the_next_batch():
     assert results == [2.0 * i for i in range(11)]
 
 
+def test_a_batch_is_answered_on_the_loop_in_one_hand_over():
+    """One wake-up of the event loop per batch, not one per request: the batching thread
+    hands all of a batch's loop callers back with a single ``call_soon_threadsafe``."""
+    calls: list[int] = []
+    gate = threading.Event()
+
+    def run(signature, feeds):
+        calls.append(feeds["x"].shape[0])
+        if len(calls) == 1:
+            assert gate.wait(60)
+        return {"y": feeds["x"] * 2}
+
+    batcher = Batcher(run, max_batch=32, max_wait_s=0.0)  # inline off
+    hand_overs: list[int] = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        plain = loop.call_soon_threadsafe
+
+        def counted(callback, *args, **kwargs):
+            if args and isinstance(args[0], list):  # a batch's callers
+                hand_overs.append(len(args[0]))
+            return plain(callback, *args, **kwargs)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        first = _submit(loop, batcher, 0)
+        while not calls:
+            await asyncio.sleep(0.001)
+        rest = [_submit(loop, batcher, i) for i in range(1, 9)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return [(await f)["y"][0, 0] for f in (first, *rest)]
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        batcher.stop()
+    assert calls == [1, 8]
+    assert results == [2.0 * i for i in range(9)]
+    assert hand_overs == [1, 8]
+
+
 @pytest.mark.integration
 def test_jpeg_classifier_batched_answers_equal_unbatched_ones(tmp_path):
     """String ({"b64": …}) inputs batch like any other: 32 concurrent requests of different
