@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -296,6 +299,27 @@ def test_a_batch_is_answered_on_the_loop_in_one_hand_over():
     assert calls == [1, 8]
     assert results == [2.0 * i for i in range(9)]
     assert hand_overs == [1, 8]
+
+
+def test_tensorflow_pool_threads_do_not_spin():
+    """The tfserving loader turns TF's thread spinning off before TF's eager context starts
+    (a fresh process: in this one TF may already be initialised by other tests)."""
+    code = (
+        "from runtimes.loaders.tfserving import _import_tf\n"
+        "tf = _import_tf(2)\n"
+        "print(float(tf.constant(2.0) * 2))\n"
+        "from tensorflow.python.eager import context\n"
+        "print(context.context().config.experimental.disable_thread_spinning)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    ).stdout.split()
+    assert out[-2:] == ["4.0", "True"]
 
 
 @pytest.mark.integration
