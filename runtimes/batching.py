@@ -281,7 +281,10 @@ class Batcher:
             for item in on_loop:
                 loops.setdefault(item.loop, []).append(item)  # type: ignore[arg-type]
             for loop, items in loops.items():
-                loop.call_soon_threadsafe(_answer_on_loop, items)
+                try:
+                    loop.call_soon_threadsafe(_answer_on_loop, items)
+                except RuntimeError:  # the loop is closed: nobody is left to answer
+                    log.warning("%d batched answers dropped: the event loop is closed", len(items))
 
     def _execute(self, batch: list[_Item]) -> None:
         """Run the batch as one call; if that fails, split it in halves and retry each, so a

@@ -301,6 +301,36 @@ def test_a_batch_is_answered_on_the_loop_in_one_hand_over():
     assert hand_overs == [1, 8]
 
 
+def test_a_closed_loop_does_not_kill_the_batching_thread():
+    """Answers for a loop that has closed meanwhile are dropped; callers in worker threads
+    are still served by the same batching thread."""
+    gate = threading.Event()
+
+    def run(signature, feeds):
+        assert gate.wait(60)
+        return {"y": feeds["x"] * 2}
+
+    batcher = Batcher(run, max_batch=32, max_wait_s=0.0)  # inline off
+
+    async def main():
+        _submit(asyncio.get_running_loop(), batcher, 1)
+        await asyncio.sleep(0.01)  # flushed to the batching thread, which waits on the gate
+
+    try:
+        asyncio.run(main())  # closes its loop while the batch is still running
+        gate.set()
+        out: list = []  # a daemon thread: a dead batching thread would leave it waiting
+        caller = threading.Thread(
+            target=lambda: out.append(batcher.run("s", {"x": np.full((1, 2), 3.0)})),
+            daemon=True,
+        )
+        caller.start()
+        caller.join(30)
+    finally:
+        batcher.stop()
+    assert len(out) == 1 and out[0]["y"][0, 0] == 6.0
+
+
 def test_tensorflow_pool_threads_do_not_spin():
     """The tfserving loader turns TF's thread spinning off before TF's eager context starts
     (a fresh process: in this one TF may already be initialised by other tests)."""
