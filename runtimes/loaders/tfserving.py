@@ -50,10 +50,11 @@ def no_thread_spinning() -> None:
 
     Spinning buys a few microseconds on cores of its own; here the event loop, the batching
     thread and TF's pools share a small CPU quota, and a spinning thread takes the core the
-    loop needs to answer and parse (CPU per request at one connection ~25% lower without it,
-    p50 ~0.2 ms lower). TF has no public switch for ``ConfigProto.experimental.
-    disable_thread_spinning`` in eager mode, so it is set on the eager context before that
-    is initialised; once initialised (or on a TF without these attributes) nothing changes.
+    loop needs to answer and parse (flower example, one connection: server CPU per request
+    ~20-30% lower without it, p50 ~0.1-0.2 ms lower). TF has no public switch for
+    ``ConfigProto.experimental.disable_thread_spinning`` in eager mode, so it is set on the
+    eager context before that is initialised; once initialised (or on a TF without these
+    attributes) nothing changes.
     """
     try:
         from tensorflow.core.protobuf import config_pb2
