@@ -43,11 +43,14 @@ def configure_tf() -> None:
     """TensorFlow's thread pools as the runtime sizes them (only before its first use)."""
     import tensorflow as tf
 
+    from runtimes.loaders.tfserving import no_thread_spinning
+
     try:
         tf.config.threading.set_intra_op_parallelism_threads(THREADS)
         tf.config.threading.set_inter_op_parallelism_threads(THREADS)
     except RuntimeError:  # already initialised in this process: set at the start of main
         pass
+    no_thread_spinning()  # as the runtime does, so the in-process reference is configured alike
 
 
 class InProcess:

@@ -18,6 +18,9 @@ The policy is adaptive rather than a fixed timer:
   as it holds ``max_batch`` rows or no other request is on its way (every request announced
   with :meth:`arrival` is queued), at the latest ``max_wait`` after its first request.
 
+Few wake-ups: the loop wakes the waiting batching thread only once what it waits for is queued
+(not per arriving request), and a batch's answers go back to the loop in one hand-over.
+
 If a merged call fails, the batch is split in halves and each half retried, so a request the
 model rejects ends up alone (in about 2·log2(n) extra calls) and the others still get their
 answers from merged calls.
@@ -26,14 +29,17 @@ answers from merged calls.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger("runtimes.server")
 
 RunFn = Callable[[str, dict[str, np.ndarray]], dict[str, np.ndarray]]
 DoneFn = Callable[[dict[str, np.ndarray] | None, BaseException | None], None]
@@ -51,19 +57,20 @@ class _Item:
     rows: int
     key: tuple[Any, ...]
     arrived: float
-    done: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event | None = None  # set for callers in worker threads (run)
     outputs: dict[str, np.ndarray] | None = None
     error: BaseException | None = None
-    callback: DoneFn | None = None  # set for callers on the event loop
+    callback: DoneFn | None = None  # set for callers on the event loop (submit)
     loop: asyncio.AbstractEventLoop | None = None
 
-    def finish(self, on_loop: bool = False) -> None:
-        self.done.set()
-        if self.callback is not None:
-            if on_loop:
-                self.callback(self.outputs, self.error)
-            else:
-                self.loop.call_soon_threadsafe(self.callback, self.outputs, self.error)  # type: ignore[union-attr]
+
+def _answer_on_loop(items: list[_Item]) -> None:
+    """On the event loop: hand each loop caller of a batch its outputs (one wake-up a batch)."""
+    for item in items:
+        try:
+            item.callback(item.outputs, item.error)  # type: ignore[misc]
+        except Exception:  # one caller's bug must not strand the others of its batch
+            log.exception("a batched request's callback failed")
 
 
 def batch_key(signature: str, feeds: dict[str, np.ndarray]) -> tuple[Any, ...]:
@@ -100,6 +107,11 @@ class Batcher:
         self._observe = observe or (lambda rows: None)
         self._cond = threading.Condition()
         self._queue: list[_Item] = []
+        self._queued_rows = 0  # rows in _queue
+        # What the waiting batching thread needs before it re-checks its batch (rows queued;
+        # 0: any request), None while it is not waiting. The loop wakes it only then: a
+        # wake-up per arriving request costs the loop a futex call, the thread a GIL fight.
+        self._wanted: int | None = None
         self._arriving = 0
         self._local = threading.local()
         self._stopped = False
@@ -151,10 +163,12 @@ class Batcher:
                 error = RuntimeError("the batcher is stopped")
                 for item in pending:
                     item.error = error
-                    item.finish(on_loop=True)
+                _answer_on_loop(pending)
                 return
             self._queue.extend(pending)
-            self._cond.notify()
+            self._queued_rows += sum(item.rows for item in pending)
+            if self._wanted is not None and self._queued_rows >= self._wanted:
+                self._cond.notify()
 
     def _inline_ok(self, item: _Item) -> bool:
         cost = self._cost.get(item.key)
@@ -169,6 +183,7 @@ class Batcher:
         """From a worker thread: queue one request's inputs, wait for its batch, return its
         own rows of the outputs."""
         item = self._item(signature, feeds)
+        item.done = threading.Event()
         self._enqueue(item)
         item.done.wait()
         if item.error is not None:
@@ -189,6 +204,7 @@ class Batcher:
                 self._local.announced = False
                 self._arriving -= 1
             self._queue.append(item)
+            self._queued_rows += item.rows
             self._cond.notify()
 
     def stop(self) -> None:
@@ -204,6 +220,7 @@ class Batcher:
             while not self._queue:
                 if self._stopped:
                     return None
+                self._wanted = 0
                 self._cond.wait()
             first = self._queue[0]
             deadline = first.arrived + self.max_wait_s
@@ -216,17 +233,19 @@ class Batcher:
                 if rows >= self.max_batch:
                     break
                 if self._arriving > 0:  # announced requests still being parsed
-                    until = deadline
+                    until, self._wanted = deadline, self.max_batch
                 elif rows < self._last_rows:
-                    until = expect_until
+                    until, self._wanted = expect_until, self._last_rows
                 else:
                     break
                 remaining = until - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
+            self._wanted = None
             for item in batch:
                 self._queue.remove(item)
+            self._queued_rows -= rows
             self._last_rows = rows
             self._running = True
             return batch
@@ -251,8 +270,21 @@ class Batcher:
             # finds the model idle (and may run inline), not still busy with its own batch.
             with self._cond:
                 self._running = False
+            on_loop = []
             for item in batch:
-                item.finish()
+                if item.done is not None:
+                    item.done.set()
+                else:
+                    on_loop.append(item)
+            # One hand-over to the loop for the whole batch, not one wake-up per request.
+            loops: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
+            for item in on_loop:
+                loops.setdefault(item.loop, []).append(item)  # type: ignore[arg-type]
+            for loop, items in loops.items():
+                try:
+                    loop.call_soon_threadsafe(_answer_on_loop, items)
+                except RuntimeError:  # the loop is closed: nobody is left to answer
+                    log.warning("%d batched answers dropped: the event loop is closed", len(items))
 
     def _execute(self, batch: list[_Item]) -> None:
         """Run the batch as one call; if that fails, split it in halves and retry each, so a
@@ -292,4 +324,4 @@ class Batcher:
         except BaseException as exc:  # handed to the request's own caller, which raises it
             item.error = exc
         if on_loop:  # on the batching thread, _loop answers the whole batch at the end
-            item.finish(on_loop=True)
+            _answer_on_loop([item])

@@ -29,7 +29,9 @@ def decode_b64(value: dict[str, Any]) -> bytes:
     if not isinstance(data, str):
         raise BadRequest('the value of a "b64" object must be a base64 string')
     try:
-        return base64.b64decode(data, validate=True)
+        # What ``base64.b64decode(data, validate=True)`` accepts, without its regex pass over
+        # the string first: about half the cost of decoding a JPEG on the event loop.
+        return binascii.a2b_base64(data, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise BadRequest(f"invalid base64 value: {exc}") from None
 

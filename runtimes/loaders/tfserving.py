@@ -41,7 +41,35 @@ def _import_tf(threads: int) -> Any:
         tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
     except RuntimeError:  # already initialised in this process (tests load several models)
         pass
+    no_thread_spinning()
     return tf
+
+
+def no_thread_spinning() -> None:
+    """Let TensorFlow's idle pool threads sleep at once instead of spinning for work.
+
+    Spinning buys a few microseconds on cores of its own; here the event loop, the batching
+    thread and TF's pools share a small CPU quota, and a spinning thread takes the core the
+    loop needs to answer and parse (flower example, one connection: server CPU per request
+    ~20-30% lower without it, p50 ~0.1-0.2 ms lower). TF has no public switch for
+    ``ConfigProto.experimental.disable_thread_spinning`` in eager mode, so it is set on the
+    eager context before that is initialised; once initialised (or on a TF without these
+    attributes) nothing changes.
+    """
+    try:
+        from tensorflow.core.protobuf import config_pb2
+        from tensorflow.python.eager import context
+
+        ctx = context.context()
+        if ctx._context_handle is not None:  # already initialised: too late, keep it as is
+            return
+        config = config_pb2.ConfigProto()
+        if ctx._config is not None:
+            config.CopyFrom(ctx._config)
+        config.experimental.disable_thread_spinning = True
+        ctx._config = config
+    except (ImportError, AttributeError):  # a TF whose internals moved: spinning stays on
+        log.warning("cannot turn TensorFlow's thread spinning off in this TF version")
 
 
 def _tensor_spec(key: str, info: Any) -> TensorSpec:

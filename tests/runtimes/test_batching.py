@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -254,6 +257,99 @@ def test_requests_arriving_while_the_model_runs_form_the_next_batch():
         batcher.stop()
     assert calls == [1, 10]
     assert results == [2.0 * i for i in range(11)]
+
+
+def test_a_batch_is_answered_on_the_loop_in_one_hand_over():
+    """One wake-up of the event loop per batch, not one per request: the batching thread
+    hands all of a batch's loop callers back with a single ``call_soon_threadsafe``."""
+    calls: list[int] = []
+    gate = threading.Event()
+
+    def run(signature, feeds):
+        calls.append(feeds["x"].shape[0])
+        if len(calls) == 1:
+            assert gate.wait(60)
+        return {"y": feeds["x"] * 2}
+
+    batcher = Batcher(run, max_batch=32, max_wait_s=0.0)  # inline off
+    hand_overs: list[int] = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        plain = loop.call_soon_threadsafe
+
+        def counted(callback, *args, **kwargs):
+            if args and isinstance(args[0], list):  # a batch's callers
+                hand_overs.append(len(args[0]))
+            return plain(callback, *args, **kwargs)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        first = _submit(loop, batcher, 0)
+        while not calls:
+            await asyncio.sleep(0.001)
+        rest = [_submit(loop, batcher, i) for i in range(1, 9)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return [(await f)["y"][0, 0] for f in (first, *rest)]
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        batcher.stop()
+    assert calls == [1, 8]
+    assert results == [2.0 * i for i in range(9)]
+    assert hand_overs == [1, 8]
+
+
+def test_a_closed_loop_does_not_kill_the_batching_thread():
+    """Answers for a loop that has closed meanwhile are dropped; callers in worker threads
+    are still served by the same batching thread."""
+    gate = threading.Event()
+
+    def run(signature, feeds):
+        assert gate.wait(60)
+        return {"y": feeds["x"] * 2}
+
+    batcher = Batcher(run, max_batch=32, max_wait_s=0.0)  # inline off
+
+    async def main():
+        _submit(asyncio.get_running_loop(), batcher, 1)
+        await asyncio.sleep(0.01)  # flushed to the batching thread, which waits on the gate
+
+    try:
+        asyncio.run(main())  # closes its loop while the batch is still running
+        gate.set()
+        out: list = []  # a daemon thread: a dead batching thread would leave it waiting
+        caller = threading.Thread(
+            target=lambda: out.append(batcher.run("s", {"x": np.full((1, 2), 3.0)})),
+            daemon=True,
+        )
+        caller.start()
+        caller.join(30)
+    finally:
+        batcher.stop()
+    assert len(out) == 1 and out[0]["y"][0, 0] == 6.0
+
+
+def test_tensorflow_pool_threads_do_not_spin():
+    """The tfserving loader turns TF's thread spinning off before TF's eager context starts
+    (a fresh process: in this one TF may already be initialised by other tests)."""
+    code = (
+        "from runtimes.loaders.tfserving import _import_tf\n"
+        "tf = _import_tf(2)\n"
+        "print(float(tf.constant(2.0) * 2))\n"
+        "from tensorflow.python.eager import context\n"
+        "print(context.context().config.experimental.disable_thread_spinning)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    ).stdout.split()
+    assert out[-2:] == ["4.0", "True"]
 
 
 @pytest.mark.integration
