@@ -29,8 +29,14 @@ _BAD = object()
 
 
 class Unavailable(Exception):
-    """No instance answered (connection refused, reset, timed out, 5xx twice): a transient
-    condition; the part is released and tried again."""
+    """No instance answered (connection refused, reset, timed out): the part is released and
+    tried again. ``reached``: an instance took the batch and then failed it (reset, timed out
+    — a line that kills or hangs the runtime looks like this), which counts as a lost run of
+    the part; only refused or unreachable instances (restarting, a node going down) do not."""
+
+    def __init__(self, message: str, *, reached: bool = False):
+        super().__init__(message)
+        self.reached = reached
 
 
 class BadInputFile(Exception):
@@ -244,11 +250,15 @@ def post_predict(address: str, body: bytes, *, timeout: float = 120.0) -> tuple[
     returns (status, JSON body). Raises ``Unavailable`` on a connection failure."""
     for attempt in (0, 1):  # a kept-alive connection the server closed: one fresh try
         try:
-            status, data, keep = _connection(address, timeout).post(body)
+            conn = _connection(address, timeout)
+        except OSError as exc:  # refused, unreachable: the batch never reached an instance
+            raise Unavailable(f"{address}: {type(exc).__name__}: {exc}") from None
+        try:
+            status, data, keep = conn.post(body)
         except (OSError, httptools.HttpParserError) as exc:
             _drop(address)
-            if attempt:
-                raise Unavailable(f"{address}: {type(exc).__name__}: {exc}") from None
+            if attempt:  # a fresh connection took the batch, then failed
+                raise Unavailable(f"{address}: {type(exc).__name__}: {exc}", reached=True) from None
             continue
         if not keep:
             _drop(address)
@@ -323,20 +333,20 @@ class Predictor:
 
     def _send(self, instances: list[bytes]) -> tuple[int, dict]:
         body = _body(instances, self.signature_name)
-        last = ""
+        last, reached = "", False
         for attempt in range(self.RETRIES):
             address = self._pick()
             try:
                 status, answer = post_predict(address, body)
             except Unavailable as exc:
-                last = str(exc)
+                last, reached = str(exc), reached or exc.reached
                 time.sleep(min(0.2 * 2**attempt, 3.0))
                 continue
             if status >= 500 and attempt == 0:
                 last = f"{address}: HTTP {status}"
                 continue  # once more, maybe on another instance
             return status, answer
-        raise Unavailable(last)
+        raise Unavailable(last, reached=reached)
 
     def predict(self, instances: list[bytes]) -> tuple[list[bytes], dict[int, str]]:
         """The output line of each instance (a JSON text), in order — its prediction or

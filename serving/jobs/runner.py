@@ -337,7 +337,9 @@ def run_part(part_pk: int) -> str:
         return RELEASED
     except (io.Unavailable, TransientStorageError) as exc:
         ended = Job.objects.filter(pk=job.pk, status__in=Job.ENDED).exists()
-        _release(part_pk, owner, JobPart.CANCELLED if ended else JobPart.PENDING)
+        # counted when an instance took a batch and failed it (see io.Unavailable)
+        counted = getattr(exc, "reached", False)
+        _release(part_pk, owner, JobPart.CANCELLED if ended else JobPart.PENDING, count=counted)
         log.warning("part %s of job %s released: %s", part_pk, job.job_id, exc)
         return CANCELLED if ended else RELEASED
     if lines is None:

@@ -213,6 +213,23 @@ def test_a_part_lost_too_often_fails_the_job_saying_which_lines(job, settings):
     assert not JobPart.objects.filter(job=job, status=JobPart.PENDING).exists()
 
 
+def test_batches_an_instance_dies_on_fail_the_job_after_the_attempts(job, settings, monkeypatch):
+    settings.EMS_JOB_PART_ATTEMPTS = 2
+
+    def dies(*args, **kwargs):
+        raise jobio.Unavailable("http://127.0.0.1:9: ConnectionResetError", reached=True)
+
+    monkeypatch.setattr(runner, "_predict_part", dies)
+    runner.plan(job)
+    part = JobPart.objects.get(file__index=0, index=0)
+    assert runner.run_part(part.pk) == runner.RELEASED
+    assert runner.run_part(part.pk) == runner.RELEASED
+    assert JobPart.objects.get(pk=part.pk).attempts == 2
+    assert runner.run_part(part.pk) == runner.CANCELLED
+    job.refresh_from_db()
+    assert job.status == Job.FAILED and "were started 2 times" in job.message
+
+
 def test_a_transient_release_is_not_a_lost_attempt(job):
     runner.plan(job)
     part = JobPart.objects.get(file__index=0, index=0)
@@ -345,8 +362,34 @@ def test_predict_connection_reads_length_chunked_and_closing_answers():
     assert request.startswith(b"POST /v1/models/m:predict HTTP/1.1\r\n")
     assert b"Content-Length: 17\r\n" in request and request.endswith(b'\r\n\r\n{"instances":[1]}')
     server.close()
-    with pytest.raises(jobio.Unavailable):  # closed by the instance, and nothing listens now
+    with pytest.raises(jobio.Unavailable) as refused:  # closed, and nothing listens now
         jobio.post_predict(address, b"{}", timeout=2)
+    assert not refused.value.reached  # the batch reached no instance: not a lost run
+
+
+def test_an_instance_that_takes_a_batch_and_dies_counts_as_a_lost_run():
+    """A reset after the request was sent (a line that kills the runtime) is ``reached``: such
+    runs count against EMS_JOB_PART_ATTEMPTS, so a poison line cannot loop for ever."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        for _ in range(2):  # the kept-alive try and the fresh one: both read, then reset
+            conn, _ = server.accept()
+            conn.recv(65536)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    address = f"http://127.0.0.1:{server.getsockname()[1]}"
+    with pytest.raises(jobio.Unavailable) as died:
+        jobio.post_predict(address, b"{}", timeout=5)
+    assert died.value.reached
+    thread.join(5)
+    server.close()
 
 
 def test_the_batch_pool_runs_the_older_parts_batches_first():
