@@ -6,6 +6,7 @@ import base64
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,16 @@ RATES = {
 
 
 @pytest.fixture
-def rates(settings):
-    """Lower one scope's rate: ``rates(login="2/minute")``."""
+def rates(settings, monkeypatch):
+    """Lower one scope's rate: ``rates(login="2/minute")``. The limiter's clock stands still
+    for the test: its windows are fixed (a minute from :00), and a test's requests straddling
+    a boundary would start a new window and not be limited (seen once in CI, on a busy run)."""
+    from types import SimpleNamespace
+
+    from accounts import throttles
+
+    frozen = time.time()
+    monkeypatch.setattr(throttles, "time", SimpleNamespace(time=lambda: frozen))
 
     def lower(**scopes):
         settings.EMS_THROTTLE_RATES = {**RATES, **scopes}
