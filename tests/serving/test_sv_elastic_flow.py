@@ -54,13 +54,14 @@ def test_autoscale_out_in_and_scale_to_zero_on_processes(
         assert numbers["ok"] > 50
         assert "Deploying" not in numbers["statuses"]  # scaling out keeps a Normal service Normal
         events = list(service.events.values_list("kind", "message"))
-        out = [m for k, m in events if k == "autoscaled" and "1 →" in m]
+        # "autoscaler: 1 → 3: cpu … → 11": match the head, not the proposal (11 holds "→ 1")
+        out = [m for k, m in events if k == "autoscaled" and m.startswith("autoscaler: 1 → ")]
         assert out and "cpu" in out[0] and "target 50%" in out[0], events
-        assert any(k == "autoscaled" and "→ 1" in m and "stable" in m for k, m in events)
+        assert any(k == "autoscaled" and " → 1: " in m and "stable" in m for k, m in events)
         # scale-in waits for the window: never within 15 s of the scale-out's recommendation
         scaled = service.events.filter(kind="autoscaled").order_by("created_at")
-        up = next(e for e in scaled if "1 →" in e.message)
-        down = next(e for e in scaled if "→ 1" in e.message)
+        up = next(e for e in scaled if e.message.startswith("autoscaler: 1 → "))
+        down = next(e for e in scaled if " → 1: " in e.message)
         assert (down.created_at - up.created_at).total_seconds() >= 15
 
         # scale to zero: min 0 with a QPS trigger; idle → 0 instances; a request wakes it
